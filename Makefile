@@ -1,0 +1,52 @@
+# taskmill developer tasks. `make test` is what CI runs (through .ci/run).
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install whenever pyproject.toml changes; the stamp lives inside the venv so that
+# deleting .venv also forgets it.
+STAMP := $(VENV)/.install.stamp
+EXTRAS := dev,postgres,mysql,web
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+# Only the directories that exist: benchmarks/ and examples/ may not be written yet.
+CODE_DIRS := $(wildcard src tests benchmarks examples)
+
+.DEFAULT_GOAL := test
+.PHONY: venv .venv demo test lint format bench clean distclean
+
+venv .venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo/run_demo.py
+
+test: $(STAMP)
+	$(BIN)/ruff check $(CODE_DIRS)
+	$(BIN)/ruff format --check $(CODE_DIRS)
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(CODE_DIRS)
+	$(BIN)/ruff format --check $(CODE_DIRS)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format $(CODE_DIRS)
+	$(BIN)/ruff check --fix $(CODE_DIRS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache \
+	       demo-data benchmarks/out
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

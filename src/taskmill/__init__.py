@@ -1,0 +1,21 @@
+"""taskmill: a web2py-compatible background-task scheduler."""
+
+from taskmill.context import TaskContext, current_task
+from taskmill.records import Queued, Run, Task, TaskReport, Worker
+from taskmill.scheduler import Scheduler
+from taskmill.states import RunStatus, TaskStatus, WorkerStatus
+
+__all__ = [
+    "Queued",
+    "Run",
+    "RunStatus",
+    "Scheduler",
+    "Task",
+    "TaskContext",
+    "TaskReport",
+    "TaskStatus",
+    "Worker",
+    "WorkerStatus",
+    "current_task",
+]
+__version__ = "0.1.0"

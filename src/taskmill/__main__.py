@@ -1,0 +1,3 @@
+from taskmill.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""The child process that runs tasks for one worker, one at a time.
+
+Started once per worker slot with exec (`python -m taskmill.child`), it imports
+the application itself, so no database connection or lock is inherited across a
+fork; it is reused for every task until it dies or a timeout forces a kill. It
+never touches the database: it reports to its worker over a socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from taskmill.apps import load_app
+from taskmill.context import TaskContext, reset_current_task, set_current_task
+from taskmill.errors import AppImportError
+from taskmill.protocol import recv_message, send_message
+from taskmill.states import RunStatus
+
+#: web2py's marker: output before the last "!clear!" is discarded
+CLEAR_MARKER = "!clear!"
+
+
+def visible_output(text: str) -> str:
+    index = text.rfind(CLEAR_MARKER)
+    return text if index < 0 else text[index + len(CLEAR_MARKER) :]
+
+
+class OutputCapture(io.TextIOBase):
+    """Collects what a task prints; a lock because tasks may print from threads."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+        self.version = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._parts.append(text)
+            self.version += 1
+        return len(text)
+
+    def getvalue(self) -> str:
+        with self._lock:
+            text = "".join(self._parts)
+            self._parts = [text]
+        return visible_output(text)
+
+
+class Channel:
+    """The child's end of the socket; sends are serialised across threads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            send_message(self.sock, message)
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            send_message(self.sock, message)
+            reply = recv_message(self.sock)
+        if reply is None:
+            raise SystemExit(0)  # the worker went away
+        return reply
+
+
+class OutputSyncer(threading.Thread):
+    """Sends the output so far every sync_output seconds while a task runs."""
+
+    def __init__(self, channel: Channel, capture: OutputCapture, every: float) -> None:
+        super().__init__(daemon=True)
+        self.channel = channel
+        self.capture = capture
+        self.every = every
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        sent = -1
+        while not self.done.wait(self.every):
+            if self.capture.version != sent:
+                sent = self.capture.version
+                self.channel.send({"type": "output", "output": self.capture.getvalue()})
+
+
+def decode_arguments(message: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The stored args/vars, checked: a malformed row fails its task, not the child."""
+    try:
+        args = json.loads(message.get("args") or "[]")
+    except ValueError as exc:
+        raise ValueError(f"args of task {message.get('id')} is not valid JSON: {exc}") from None
+    try:
+        kwargs = json.loads(message.get("vars") or "{}")
+    except ValueError as exc:
+        raise ValueError(f"vars of task {message.get('id')} is not valid JSON: {exc}") from None
+    if not isinstance(args, list):
+        raise ValueError(f"args of task {message.get('id')} must be a JSON list, not {args!r:.80}")
+    if not isinstance(kwargs, dict):
+        raise ValueError(
+            f"vars of task {message.get('id')} must be a JSON object, not {kwargs!r:.80}"
+        )
+    return args, kwargs
+
+
+def encode_result(value: Any, function_name: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"the result of task {function_name!r} is not JSON-serialisable "
+            f"({type(value).__name__}): {exc}"
+        ) from None
+
+
+class TaskRunner:
+    """Runs one task message and reports how it went."""
+
+    def __init__(self, registry: dict[str, Callable[..., Any]], channel: Channel) -> None:
+        self.registry = registry
+        self.channel = channel
+        self._run_id: int | None = None
+
+    def _ask_run_id(self) -> int | None:
+        if self._run_id is None:
+            reply = self.channel.request({"type": "need_run_id"})
+            self._run_id = reply.get("run_id")
+        return self._run_id
+
+    def run(self, message: dict[str, Any]) -> dict[str, Any]:
+        self._run_id = message.get("run_id")
+        capture = OutputCapture()
+        syncer = None
+        sync_every = message.get("sync_output") or 0
+        if sync_every > 0:
+            syncer = OutputSyncer(self.channel, capture, float(sync_every))
+        function_name = str(message.get("function"))
+        real_stdout = sys.stdout
+        report: dict[str, Any] = {"type": "done"}
+        token = None
+        try:
+            function = self.registry.get(function_name)
+            if function is None:
+                raise LookupError(
+                    f"function {function_name!r} is not registered in this worker's tasks"
+                )
+            args, kwargs = decode_arguments(message)
+            token = set_current_task(
+                TaskContext(
+                    id=int(message["id"]),
+                    uuid=str(message.get("uuid")),
+                    name=str(message.get("name")),
+                    function_name=function_name,
+                    args=args,
+                    vars=kwargs,
+                    _run_id=self._ask_run_id,
+                )
+            )
+            sys.stdout = capture
+            if syncer is not None:
+                syncer.start()
+            value = function(*args, **kwargs)
+            report.update(
+                status=RunStatus.COMPLETED.value, result=encode_result(value, function_name)
+            )
+            if value is None:
+                report["result"] = None
+        except BaseException:
+            report.update(status=RunStatus.FAILED.value, traceback=traceback.format_exc())
+        finally:
+            sys.stdout = real_stdout
+            if syncer is not None:
+                syncer.done.set()
+                syncer.join()
+            if token is not None:
+                reset_current_task(token)
+        report["output"] = capture.getvalue()
+        return report
+
+
+def serve(channel: Channel, registry: dict[str, Callable[..., Any]]) -> None:
+    runner = TaskRunner(registry, channel)
+    while True:
+        message = recv_message(channel.sock)
+        if message is None or message["type"] == "exit":
+            return
+        if message["type"] == "run":
+            started = time.monotonic()
+            report = runner.run(message)
+            report["elapsed"] = time.monotonic() - started
+            channel.send(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taskmill.child")
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    options = parser.parse_args(argv)
+    # the worker decides when we stop; a terminal's Ctrl-C is not for us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=options.fd)
+    channel = Channel(sock)
+    try:
+        scheduler = load_app(options.app)
+    except AppImportError as exc:
+        channel.send({"type": "fatal", "error": str(exc)})
+        return 2
+    channel.send({"type": "ready", "pid": os.getpid(), "tasks": sorted(scheduler.tasks)})
+    serve(channel, scheduler.tasks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The `taskmill` command: thin wrappers that parse, call the API and print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from taskmill.apps import load_app
+from taskmill.errors import TaskmillError
+from taskmill.records import Task, TaskReport
+from taskmill.scheduler import Scheduler
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+APP_HELP = "the application's Scheduler as MODULE:OBJECT (or env TASKMILL_APP)"
+DB_HELP = "a database URL, for commands that need no task functions (or env TASKMILL_DB)"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def open_scheduler(app: str | None, db: str | None) -> Scheduler:
+    try:
+        if app:
+            return load_app(app)
+        if db:
+            return Scheduler(db)
+    except TaskmillError as exc:
+        fail(str(exc))
+    fail("give --app MODULE:OBJECT (or --db URL); see --help")
+
+
+def parse_ref(ref: str) -> int | str:
+    return int(ref) if ref.isdigit() else ref
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Task | TaskReport) or hasattr(value, "as_dict"):
+        return {k: to_jsonable(v) for k, v in value.as_dict().items()}
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def app_option(required: bool = False) -> Callable[[FC], FC]:
+    return click.option("--app", envvar="TASKMILL_APP", help=APP_HELP, required=required)
+
+
+def db_option() -> Callable[[FC], FC]:
+    return click.option("--db", envvar="TASKMILL_DB", help=DB_HELP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.version_option(package_name="taskmill")
+def main(log_level: str) -> None:
+    """taskmill: a web2py-compatible background-task scheduler."""
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        fail(f"unknown log level {log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@app_option(required=True)
+@click.option("-g", "--group", "groups", multiple=True, help="group to serve (repeatable)")
+@click.option("-n", "--workers", "count", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--name", help="worker name (default host#pid; -N suffix with -n)")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="seconds a stopping worker lets its running task finish",
+)
+def worker(app: str, groups: tuple[str, ...], count: int, name: str | None, grace: float) -> None:
+    """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
+    from taskmill.supervisor import Supervisor
+    from taskmill.worker import Worker, WorkerOptions
+
+    scheduler = open_scheduler(app, None)
+    if count > 1:
+        args = ["worker", "--app", app, "--grace", str(grace)]
+        for group in groups:
+            args += ["-g", group]
+        base = name or Scheduler.default_worker_name()
+        sys.exit(Supervisor(args, count, base).run())
+    bad = [g for g in groups if not g or "|" in g]
+    if bad:
+        fail(f"invalid group name(s): {bad}")
+    runner = Worker(
+        scheduler,
+        app,
+        name=name,
+        group_names=list(groups) or None,
+        options=WorkerOptions(grace=grace),
+    )
+    sys.exit(runner.run())
+
+
+@main.command()
+@app_option()
+@db_option()
+def migrate(app: str | None, db: str | None) -> None:
+    """Create the four tables, their indexes and taskmill's extra columns (idempotent)."""
+    scheduler = open_scheduler(app, db)
+    try:
+        scheduler.create_tables()
+    except Exception as exc:
+        fail(f"migration failed: {exc}", 1)
+    click.echo("tables are up to date")
+
+
+@main.command()
+@app_option(required=True)
+@click.argument("function")
+@click.option("--args", "args_text", default="[]", help="positional arguments as a JSON list")
+@click.option("--vars", "vars_text", default="{}", help="keyword arguments as a JSON object")
+@click.option("--uuid")
+@click.option("--task-name")
+@click.option("--group", "group_name")
+@click.option("--start-time", type=click.DateTime(), help="not before (ISO, UTC unless zoned)")
+@click.option("--stop-time", type=click.DateTime())
+@click.option("--repeats", type=int)
+@click.option("--period", type=int)
+@click.option("--timeout", type=int)
+@click.option("--retry-failed", type=int)
+@click.option("--sync-output", type=int)
+@click.option("--cronline")
+@click.option("--prevent-drift", is_flag=True, default=None)
+def queue(app: str, function: str, args_text: str, vars_text: str, **options: Any) -> None:
+    """Queue FUNCTION; prints the new task's id and uuid."""
+    scheduler = open_scheduler(app, None)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    result = scheduler.queue_task(function, args=args_text, vars=vars_text, **kwargs)
+    if result.errors:
+        for field, message in result.errors.items():
+            click.echo(f"Error: {field}: {message}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps({"id": result.id, "uuid": result.uuid}))
+
+
+@main.command()
+@app_option()
+@db_option()
+@click.argument("ref")
+@click.option("--output", is_flag=True, help="include the latest run and its result")
+def status(app: str | None, db: str | None, ref: str, output: bool) -> None:
+    """Show a task by id or uuid, as JSON."""
+    scheduler = open_scheduler(app, db)
+    found = scheduler.task_status(parse_ref(ref), output=output)
+    if found is None:
+        fail(f"no task {ref}", 1)
+    if isinstance(found, TaskReport):
+        data = {
+            "scheduler_task": to_jsonable(found.scheduler_task),
+            "scheduler_run": to_jsonable(found.scheduler_run),
+            "result": found.result,
+        }
+    else:
+        data = to_jsonable(found)
+    click.echo(json.dumps(data, indent=2))
+
+
+@main.command()
+@app_option()
+@db_option()
+@click.argument("ref")
+def stop(app: str | None, db: str | None, ref: str) -> None:
+    """Stop a task: QUEUED/ASSIGNED at once, RUNNING killed by its worker."""
+    scheduler = open_scheduler(app, db)
+    if not scheduler.stop_task(parse_ref(ref)):
+        fail(f"task {ref} does not exist or is not queued, assigned or running", 1)
+    click.echo(f"task {ref}: STOPPED")
+
+
+@main.command()
+@app_option()
+@db_option()
+@click.argument("ref")
+def requeue(app: str | None, db: str | None, ref: str) -> None:
+    """Put a FAILED/TIMEOUT/STOPPED/EXPIRED task back to QUEUED."""
+    scheduler = open_scheduler(app, db)
+    if not scheduler.requeue(parse_ref(ref)):
+        fail(f"task {ref} does not exist or is not FAILED, TIMEOUT, STOPPED or EXPIRED", 1)
+    click.echo(f"task {ref}: QUEUED")
+
+
+@main.command()
+@app_option()
+@db_option()
+@click.option("--json", "as_json", is_flag=True)
+def workers(app: str | None, db: str | None, as_json: bool) -> None:
+    """List workers with their heartbeat, status and stats."""
+    scheduler = open_scheduler(app, db)
+    found = scheduler.get_workers()
+    if as_json:
+        click.echo(json.dumps({k: to_jsonable(v) for k, v in found.items()}, indent=2))
+        return
+    if not found:
+        click.echo("no workers")
+        return
+    for name, info in found.items():
+        beat = info.last_heartbeat.isoformat(timespec="seconds") if info.last_heartbeat else "-"
+        ticker = " ticker" if info.is_ticker else ""
+        stats = info.worker_stats or {}
+        click.echo(
+            f"{name}  {info.status}{ticker}  groups={','.join(info.group_names or [])}  "
+            f"last_heartbeat={beat}  total={stats.get('total', 0)} errors={stats.get('errors', 0)}"
+        )
+
+
+@main.command("run-task")
+@app_option(required=True)
+@click.argument("task_id", type=int)
+@click.option("--record", is_flag=True, help="write the run and update the task as a worker would")
+def run_task(app: str, task_id: int, record: bool) -> None:
+    """Run a stored task in this process (for a debugger), with its stored args/vars."""
+    from taskmill.debug import run_stored_task
+
+    scheduler = open_scheduler(app, None)
+    try:
+        outcome = run_stored_task(scheduler, task_id, record=record)
+    except TaskmillError as exc:
+        fail(str(exc), 1)
+    if outcome.output:
+        click.echo(outcome.output, nl=False)
+    if outcome.traceback:
+        click.echo(outcome.traceback, err=True)
+        sys.exit(1)
+    click.echo(outcome.result if outcome.result is not None else "null")
+
+
+def run() -> None:
+    try:
+        main()
+    except TaskmillError as exc:
+        fail(str(exc))
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run()

@@ -1,0 +1,162 @@
+"""The worker's side of its child process: start, hand over a task, kill.
+
+A child is started once and reused. It is a session leader, so killing its
+process group on timeout or stop also ends anything the task spawned, and a
+Ctrl-C in the worker's terminal reaches only the worker, which decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from taskmill.errors import AppImportError, ProtocolError
+from taskmill.protocol import recv_message, send_message
+from taskmill.records import Task
+
+log = logging.getLogger(__name__)
+
+
+class ChildProcess:
+    """One persistent child running tasks of the app named by `app_spec`."""
+
+    def __init__(self, app_spec: str, *, start_timeout: float = 60.0) -> None:
+        self.app_spec = app_spec
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.tasks: list[str] = []
+        self.started_count = 0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def fileno(self) -> int:
+        assert self.sock is not None
+        return self.sock.fileno()
+
+    def start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [
+            sys.executable,
+            "-m",
+            "taskmill.child",
+            "--app",
+            self.app_spec,
+            "--fd",
+            str(child.fileno()),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        child.close()
+        self.sock = parent
+        self.started_count += 1
+        message = self._wait_ready()
+        self.tasks = list(message.get("tasks", []))
+        log.debug("child %s ready with tasks %s", self.pid, self.tasks)
+
+    def _wait_ready(self) -> dict[str, Any]:
+        assert self.sock is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, selectors.EVENT_READ)
+            if not selector.select(self.start_timeout):
+                self.kill()
+                raise AppImportError(
+                    f"the task child for {self.app_spec} did not start within "
+                    f"{self.start_timeout:.0f} s"
+                )
+        message = self.receive()
+        if message is None:
+            code = self.reap()
+            raise AppImportError(
+                f"the task child for {self.app_spec} exited during start-up (code {code})"
+            )
+        if message["type"] == "fatal":
+            self.reap()
+            raise AppImportError(str(message.get("error")))
+        if message["type"] != "ready":
+            raise ProtocolError(f"expected 'ready' from the child, got {message['type']!r}")
+        return message
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.sock is not None
+        send_message(self.sock, message)
+
+    def send_task(self, task: Task) -> None:
+        self.send(
+            {
+                "type": "run",
+                "id": task.id,
+                "uuid": task.uuid,
+                "name": task.task_name,
+                "function": task.function_name,
+                "args": task.args,
+                "vars": task.vars,
+                "sync_output": task.sync_output or 0,
+            }
+        )
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next message, or None if the child died."""
+        assert self.sock is not None
+        try:
+            return recv_message(self.sock)
+        except (ProtocolError, ValueError) as exc:
+            log.error("child %s sent garbage (%s); killing it", self.pid, exc)
+            self.kill()
+            return None
+
+    def reap(self, timeout: float = 5.0) -> int | None:
+        """Wait for an exiting child; returns its exit code (negative: signal)."""
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the child and everything it started."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait()
+        self._close_socket()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the child to exit, killing it if it does not."""
+        if self.process is None:
+            return
+        if self.process.poll() is None and self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.send({"type": "exit"})
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.kill()
+
+    def _close_socket(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None

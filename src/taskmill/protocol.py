@@ -1,0 +1,59 @@
+"""Messages between a worker and its child processes: length-prefixed JSON.
+
+JSON rather than pickle (which multiprocessing would use) so that nothing a
+task returns or a row contains is ever unpickled, and so that a child can be a
+fresh interpreter started with exec, never a fork holding database sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any
+
+from taskmill.errors import ProtocolError
+
+_HEADER = struct.Struct("!I")
+#: a message above this is refused; output and results are capped well below it
+MAX_MESSAGE = 1024 * 1024 * 1024
+
+
+def send_message(sock: socket.socket, message: dict[str, Any]) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:], size - received)
+        if count == 0:
+            return None
+        received += count
+    return bytes(buffer)
+
+
+def recv_message(sock: socket.socket) -> dict[str, Any] | None:
+    """The next message, or None when the other side has gone."""
+    try:
+        header = _recv_exactly(sock, _HEADER.size)
+    except ConnectionResetError:
+        return None
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_MESSAGE:
+        raise ProtocolError(f"message of {size} bytes exceeds the limit")
+    try:
+        body = _recv_exactly(sock, size)
+    except ConnectionResetError:
+        return None
+    if body is None:
+        return None
+    message = json.loads(body)
+    if not isinstance(message, dict) or "type" not in message:
+        raise ProtocolError(f"malformed message: {body[:200]!r}")
+    return message

@@ -1,0 +1,217 @@
+"""The Scheduler: web2py's API for queueing, inspecting and controlling tasks.
+
+It is what an application imports and configures once; workers, the CLI and the
+dashboard all reach the database through it (and through its store).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from taskmill.errors import ConfigurationError, InvalidReference
+from taskmill.records import Queued, Run, Task, TaskReport, Worker, decode_json_text
+from taskmill.schema import Tables, scheduler_task, tables
+from taskmill.states import WorkerStatus
+from taskmill.store import Store, open_store
+from taskmill.validation import QUEUE_KEYWORDS, TaskValidator
+
+log = logging.getLogger(__name__)
+
+TaskRef = int | str | ColumnElement[bool]
+
+
+class Scheduler:
+    """Configuration and API of one application's task scheduler."""
+
+    def __init__(
+        self,
+        db: str | Engine,
+        tasks: dict[str, Callable[..., Any]] | None = None,
+        group_names: Sequence[str] | None = None,
+        heartbeat: float = 3,
+        max_empty_runs: int = 0,
+        discard_results: bool = False,
+        utc_time: bool = True,
+        application_name: str = "taskmill",
+    ) -> None:
+        if tasks is not None and not isinstance(tasks, dict):
+            raise ConfigurationError("tasks must be a dict of name -> function")
+        for name, function in (tasks or {}).items():
+            if not isinstance(name, str) or not callable(function):
+                raise ConfigurationError(f"tasks[{name!r}] must map a name to a function")
+        groups = list(group_names) if group_names is not None else ["main"]
+        if (
+            isinstance(group_names, str)
+            or not groups
+            or not all(isinstance(g, str) and g and "|" not in g for g in groups)
+        ):
+            raise ConfigurationError(
+                "group_names must be a non-empty list of names without '|', e.g. ['main']"
+            )
+        if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0:
+            raise ConfigurationError("heartbeat must be a positive number of seconds")
+        if isinstance(max_empty_runs, bool) or not isinstance(max_empty_runs, int):
+            raise ConfigurationError("max_empty_runs must be an integer (0 = never stop)")
+        # the registry is the dict given, not a copy: apps (and Eden's
+        # TaskManager) add tasks to it after the Scheduler is built
+        self.tasks: dict[str, Callable[..., Any]] = tasks if tasks is not None else {}
+        self.group_names = groups
+        self.heartbeat = float(heartbeat)
+        self.max_empty_runs = max_empty_runs
+        self.discard_results = bool(discard_results)
+        self.utc_time = bool(utc_time)
+        self.application_name = application_name
+        self.store: Store = open_store(db, local_time=not self.utc_time)
+        self.tables: Tables = tables
+        self._validator = TaskValidator(
+            self.tasks, local_time=not self.utc_time, application_name=application_name
+        )
+
+    def __repr__(self) -> str:
+        url = self.store.engine.url.render_as_string(hide_password=True)
+        return f"<Scheduler {url} groups={self.group_names} tasks={sorted(self.tasks)}>"
+
+    # ---------------------------------------------------------------- set-up
+    def create_tables(self) -> None:
+        self.store.create_tables()
+
+    @property
+    def dead_after(self) -> float:
+        """A worker silent this long is dead (web2py: three heartbeats)."""
+        return self.heartbeat * 3
+
+    @staticmethod
+    def default_worker_name() -> str:
+        import os
+
+        return f"{socket.gethostname()}#{os.getpid()}"
+
+    # ----------------------------------------------------------------- queue
+    def queue_task(
+        self,
+        function: str | Callable[..., Any],
+        pargs: Sequence[Any] = (),
+        pvars: dict[str, Any] | None = None,
+        *,
+        db: Connection | None = None,
+        **kwargs: Any,
+    ) -> Queued:
+        """Queue a run of a registered function; errors come back, nothing raises.
+
+        `db` is an open SQLAlchemy connection: the task row is then written in
+        the caller's transaction and becomes visible to workers on its commit.
+        """
+        unknown = set(kwargs) - QUEUE_KEYWORDS
+        if unknown:
+            raise TypeError(f"queue_task() got unexpected keyword argument(s): {sorted(unknown)}")
+        now = self.store.now()
+        row, errors = self._validator.build_row(function, pargs, pvars, kwargs, now)
+        if errors:
+            return Queued(id=None, uuid=None, errors=errors)
+        if self.store.uuid_taken(row["uuid"]):
+            return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
+        try:
+            task_id = self.store.insert_task(row, conn=db)
+        except IntegrityError:
+            return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
+        return Queued(id=task_id, uuid=row["uuid"], errors={})
+
+    # ---------------------------------------------------------------- status
+    def condition(self, ref: TaskRef) -> ColumnElement[bool]:
+        """The SQL condition a task reference stands for."""
+        if isinstance(ref, bool):
+            raise InvalidReference("a task reference must be an id, a uuid or a condition")
+        if isinstance(ref, int):
+            return scheduler_task.c.id == ref
+        if isinstance(ref, str):
+            if not ref:
+                raise InvalidReference("an empty string is not a task uuid")
+            return scheduler_task.c.uuid == ref
+        if isinstance(ref, ColumnElement):
+            return ref
+        raise InvalidReference(
+            f"a task reference must be an int id, a uuid string or a SQLAlchemy condition, "
+            f"not {type(ref).__name__}"
+        )
+
+    def task_status(self, ref: TaskRef, output: bool = False) -> Task | TaskReport | None:
+        task = self.store.find_task(self.condition(ref))
+        if task is None or not output:
+            return task
+        run = self.store.latest_run(task.id)
+        return TaskReport(scheduler_task=task, scheduler_run=run, result=_run_result(run))
+
+    def runs(self, ref: TaskRef) -> list[Run]:
+        task = self.store.find_task(self.condition(ref))
+        return [] if task is None else self.store.runs_of(task.id)
+
+    # --------------------------------------------------------------- control
+    def stop_task(self, ref: TaskRef) -> int:
+        """QUEUED/ASSIGNED -> STOPPED at once; a RUNNING one is killed by its worker."""
+        return self.store.stop_tasks(self.condition(ref))
+
+    def requeue(self, ref: TaskRef) -> int:
+        """A FAILED/TIMEOUT/STOPPED/EXPIRED task back to QUEUED, due now."""
+        return self.store.requeue_tasks(self.condition(ref))
+
+    def get_workers(self) -> dict[str, Worker]:
+        return {w.worker_name: w for w in self.store.list_workers()}
+
+    def _command(
+        self,
+        status: WorkerStatus,
+        group_names: Sequence[str] | str | None,
+        worker_name: Sequence[str] | str | None,
+    ) -> int:
+        groups = [group_names] if isinstance(group_names, str) else group_names
+        names = [worker_name] if isinstance(worker_name, str) else worker_name
+        if groups is None and names is None:
+            groups = self.group_names
+        return self.store.set_worker_status(status, group_names=groups, worker_names=names)
+
+    def disable(
+        self,
+        group_names: Sequence[str] | str | None = None,
+        worker_name: Sequence[str] | str | None = None,
+    ) -> int:
+        """Workers stop taking tasks but keep beating (web2py DISABLED)."""
+        return self._command(WorkerStatus.DISABLED, group_names, worker_name)
+
+    def resume(
+        self,
+        group_names: Sequence[str] | str | None = None,
+        worker_name: Sequence[str] | str | None = None,
+    ) -> int:
+        return self._command(WorkerStatus.ACTIVE, group_names, worker_name)
+
+    def terminate(
+        self,
+        group_names: Sequence[str] | str | None = None,
+        worker_name: Sequence[str] | str | None = None,
+    ) -> int:
+        """Workers finish their current task, then exit."""
+        return self._command(WorkerStatus.TERMINATE, group_names, worker_name)
+
+    def kill(
+        self,
+        group_names: Sequence[str] | str | None = None,
+        worker_name: Sequence[str] | str | None = None,
+    ) -> int:
+        """Workers kill their current task (it is requeued) and exit at once."""
+        return self._command(WorkerStatus.KILL, group_names, worker_name)
+
+
+def _run_result(run: Run | None) -> Any:
+    if run is None or run.run_result is None:
+        return None
+    try:
+        return decode_json_text(run.run_result)
+    except ValueError:
+        log.warning("run %s holds a result that is not JSON", run.id)
+        return None

@@ -1,0 +1,217 @@
+"""The four web2py-compatible tables, defined once with SQLAlchemy Core.
+
+Column names, types and value encodings follow pydal (web2py's DAL) so that rows
+written by a web2py application are run by taskmill workers and the other way
+round: booleans are CHAR(1) 'T'/'F', list:string is '|a|b|', JSON is text and
+datetimes carry no time zone (UTC unless the Scheduler runs with utc_time=False).
+Everything else in taskmill reads the column objects from here instead of
+retyping names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from taskmill.states import TaskStatus
+
+#: pydal's default length for a string field
+STRING_LENGTH = 512
+
+
+class PydalBoolean(TypeDecorator[bool]):
+    """A boolean stored as pydal stores it: CHAR(1) holding 'T' or 'F'."""
+
+    impl = CHAR(1)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return "T" if value else "F"
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bool | None:
+        if value is None:
+            return None
+        # pydal itself is lenient here (web2py rows may hold 'T', 't', '1' or 'F')
+        return str(value).upper() in ("T", "1", "TRUE")
+
+
+def bar_encode(items: Iterable[str]) -> str:
+    """Encode a list of strings the way pydal stores list:string ('|a|b|')."""
+    return "|{}|".format("|".join(item.replace("|", "||") for item in items))
+
+
+def bar_decode(text: str | None) -> list[str]:
+    """Decode pydal's list:string encoding; '||' inside an item is a literal bar."""
+    if not text:
+        return []
+    body = text.strip()
+    if body.startswith("|"):
+        body = body[1:]
+    if body.endswith("|") and not body.endswith("||"):
+        body = body[:-1]
+    items: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "|":
+            if i + 1 < len(body) and body[i + 1] == "|":
+                current.append("|")
+                i += 2
+                continue
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    items.append("".join(current))
+    return [item for item in items if item != ""]
+
+
+class PydalListString(TypeDecorator[list[str]]):
+    """A list of strings stored as pydal's list:string text."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        return bar_encode(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
+        if value is None:
+            return None
+        return bar_decode(value)
+
+
+#: datetimes keep microseconds on every backend (MySQL's plain DATETIME drops them)
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+#: MySQL's TEXT stops at 64 kB; results and arguments may be larger
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+metadata = MetaData()
+
+scheduler_task = Table(
+    "scheduler_task",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("application_name", String(STRING_LENGTH)),
+    Column("task_name", String(STRING_LENGTH)),
+    Column("group_name", String(STRING_LENGTH), default="main"),
+    Column("status", String(STRING_LENGTH), default=TaskStatus.QUEUED.value),
+    Column("broadcast", PydalBoolean, default=False),
+    Column("function_name", String(STRING_LENGTH)),
+    Column("uuid", String(255), unique=True),
+    Column("args", LongText, default="[]"),
+    Column("vars", LongText, default="{}"),
+    Column("enabled", PydalBoolean, default=True),
+    Column("start_time", Timestamp),
+    Column("next_run_time", Timestamp),
+    Column("stop_time", Timestamp),
+    Column("repeats", Integer, default=1),
+    Column("retry_failed", Integer, default=0),
+    Column("period", Integer, default=60),
+    Column("prevent_drift", PydalBoolean, default=False),
+    Column("cronline", String(STRING_LENGTH)),
+    Column("timeout", Integer, default=60),
+    Column("sync_output", Integer, default=0),
+    Column("times_run", Integer, default=0),
+    Column("times_failed", Integer, default=0),
+    Column("last_run_time", Timestamp),
+    Column("assigned_worker_name", String(STRING_LENGTH), default=""),
+    # taskmill extra: breaks ties between tasks due at the same time (higher first)
+    Column("priority", Integer, default=0),
+    # ids never reused on SQLite, so "the most recent task" is the highest id
+    sqlite_autoincrement=True,
+)
+
+scheduler_run = Table(
+    "scheduler_run",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", Integer, ForeignKey("scheduler_task.id", ondelete="CASCADE")),
+    Column("status", String(STRING_LENGTH)),
+    Column("start_time", Timestamp),
+    Column("stop_time", Timestamp),
+    Column("run_output", LongText),
+    Column("run_result", LongText),
+    Column("traceback", LongText),
+    Column("worker_name", String(STRING_LENGTH)),
+    sqlite_autoincrement=True,
+)
+
+scheduler_worker = Table(
+    "scheduler_worker",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("worker_name", String(255), unique=True),
+    Column("first_heartbeat", Timestamp),
+    Column("last_heartbeat", Timestamp),
+    Column("status", String(STRING_LENGTH)),
+    Column("is_ticker", PydalBoolean, default=False),
+    Column("group_names", PydalListString),
+    Column("worker_stats", Text),
+)
+
+scheduler_task_deps = Table(
+    "scheduler_task_deps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_name", String(STRING_LENGTH), default="job_0"),
+    Column("task_parent", Integer),
+    Column("task_child", Integer, ForeignKey("scheduler_task.id", ondelete="CASCADE")),
+    Column("can_visit", PydalBoolean, default=False),
+)
+
+# The claim scans due QUEUED tasks of a few groups in next_run_time order.
+Index(
+    "ix_scheduler_task_claim",
+    scheduler_task.c.status,
+    scheduler_task.c.group_name,
+    scheduler_task.c.next_run_time,
+)
+# Finding the tasks a dead worker held.
+Index(
+    "ix_scheduler_task_worker",
+    scheduler_task.c.assigned_worker_name,
+    scheduler_task.c.status,
+)
+Index("ix_scheduler_run_task", scheduler_run.c.task_id, scheduler_run.c.id)
+Index("ix_scheduler_run_worker", scheduler_run.c.worker_name, scheduler_run.c.status)
+Index("ix_scheduler_task_deps_parent", scheduler_task_deps.c.task_parent)
+Index("ix_scheduler_task_deps_child", scheduler_task_deps.c.task_child)
+
+
+class Tables:
+    """The four tables as attributes, as `sched.tables.scheduler_task`."""
+
+    scheduler_task = scheduler_task
+    scheduler_run = scheduler_run
+    scheduler_worker = scheduler_worker
+    scheduler_task_deps = scheduler_task_deps
+    metadata = metadata
+
+
+tables = Tables()

@@ -1,0 +1,40 @@
+"""Storage backends; `open_store` picks the one that fits a database URL."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, make_url
+
+from taskmill.errors import ConfigurationError
+from taskmill.store.base import Beat, Housekeeping, Listener, Store
+from taskmill.store.sqlite import SQLiteStore
+
+__all__ = ["Beat", "Housekeeping", "Listener", "SQLiteStore", "Store", "open_store"]
+
+
+def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
+    """A store for a SQLAlchemy URL or an existing Engine."""
+    if isinstance(target, Engine):
+        engine = target
+    else:
+        if not isinstance(target, str) or not target.strip():
+            raise ConfigurationError(
+                "the database must be a SQLAlchemy URL such as 'sqlite:///tasks.db' or an Engine"
+            )
+        try:
+            url = make_url(target)
+        except Exception as exc:
+            raise ConfigurationError(f"not a database URL: {exc}") from None
+        kwargs: dict[str, object] = {}
+        if url.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            engine = create_engine(url, **kwargs)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot use database {url.render_as_string(hide_password=True)}: {exc}"
+            ) from None
+    if engine.dialect.name == "sqlite":
+        return SQLiteStore(engine, local_time=local_time)
+    return Store(engine, local_time=local_time)

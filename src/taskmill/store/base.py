@@ -1,0 +1,628 @@
+"""The store: every SQL statement taskmill runs, written once with SQLAlchemy Core.
+
+`Store` holds the dialect-neutral implementation; a backend subclass overrides
+only what its database does better (a one-statement claim, push wake-ups). The
+rest of taskmill never asks which database it talks to.
+
+Times cross this boundary as aware UTC datetimes; the store converts them to and
+from the naive values web2py keeps in its tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
+
+from taskmill.errors import ConfigurationError
+from taskmill.lifecycle import Outcome, Settlement
+from taskmill.records import Run, Task, Worker
+from taskmill.schema import (
+    metadata,
+    scheduler_run,
+    scheduler_task,
+    scheduler_task_deps,
+    scheduler_worker,
+)
+from taskmill.states import IN_FLIGHT, REQUEUEABLE, RunStatus, TaskStatus, WorkerStatus
+from taskmill.timing import from_storage, to_storage, utc_now
+
+log = logging.getLogger(__name__)
+
+T = scheduler_task
+R = scheduler_run
+W = scheduler_worker
+D = scheduler_task_deps
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TASK_TIMES = ("start_time", "next_run_time", "stop_time", "last_run_time")
+_RUN_TIMES = ("start_time", "stop_time")
+_WORKER_TIMES = ("first_heartbeat", "last_heartbeat")
+
+
+class Listener(Protocol):
+    """Something a worker can select() on to learn that there may be work."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """What a heartbeat learned: the worker's commanded status and ticker role."""
+
+    status: WorkerStatus
+    is_ticker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Housekeeping:
+    """What one round of ticker duties changed."""
+
+    dead_workers: list[str]
+    requeued: int
+    expired: int
+
+
+class Store:
+    """Dialect-neutral SQL. Subclasses: SQLiteStore (and the server stores)."""
+
+    #: seconds an idle worker waits before looking again when nobody rings it
+    poll_interval: float = 0.5
+
+    def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
+        self.engine = engine
+        self.local_time = local_time
+
+    # ----------------------------------------------------------------- plumbing
+    def now(self) -> datetime:
+        """The clock that decides what is due (aware UTC)."""
+        return utc_now()
+
+    def _db(self, value: datetime | None) -> datetime | None:
+        return to_storage(value, local_time=self.local_time)
+
+    def _times_from_db(self, row: Any, names: Iterable[str]) -> dict[str, Any]:
+        data = dict(row._mapping)
+        for name in names:
+            if name in data:
+                data[name] = from_storage(data[name], local_time=self.local_time)
+        return data
+
+    def _task(self, row: Any) -> Task:
+        return Task.from_mapping(self._times_from_db(row, _TASK_TIMES))
+
+    def _run(self, row: Any) -> Run:
+        return Run.from_mapping(self._times_from_db(row, _RUN_TIMES))
+
+    def _worker(self, row: Any) -> Worker:
+        data = self._times_from_db(row, _WORKER_TIMES)
+        try:
+            data["worker_stats"] = json.loads(data.get("worker_stats") or "null")
+        except ValueError:
+            data["worker_stats"] = None  # a hand-edited row must not break get_workers
+        return Worker.from_mapping(data)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A short write transaction; commits on success, rolls back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads that must not take write locks."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def ring(self) -> None:
+        """Tell idle workers there may be something to do (no-op where they poll)."""
+
+    def listen(self, worker_name: str) -> Listener | None:
+        """A wake-up source for an idle worker, or None if this backend only polls."""
+        return None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ schema
+    def create_tables(self) -> None:
+        """Create missing tables, indexes and taskmill's extra columns; idempotent."""
+        metadata.create_all(self.engine, checkfirst=True)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        # Tables created by web2py lack taskmill's extra columns; add them in place.
+        inspector = inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {col["name"] for col in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                ddl = column.type.compile(dialect=self.engine.dialect)
+                default = getattr(column.default, "arg", None)
+                clause = f" DEFAULT {int(default)}" if isinstance(default, int) else ""
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}{clause}"
+                    )
+                log.info("added column %s.%s", table.name, column.name)
+
+    # ------------------------------------------------------------------- tasks
+    def insert_task(self, values: dict[str, Any], conn: Connection | None = None) -> int:
+        row = {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in values.items()}
+        if conn is not None:
+            return _new_id(conn.execute(insert(T).values(**row)))
+        with self.transaction() as own:
+            new_id = _new_id(own.execute(insert(T).values(**row)))
+        self.ring()
+        return new_id
+
+    def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk insert in one transaction (ids are not returned)."""
+        converted = [
+            {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in row.items()} for row in rows
+        ]
+        with self.transaction() as conn:
+            conn.execute(insert(T), converted)
+        self.ring()
+
+    def uuid_taken(self, uuid: str) -> bool:
+        with self.reading() as conn:
+            return conn.execute(select(T.c.id).where(T.c.uuid == uuid)).first() is not None
+
+    def find_task(self, condition: ColumnElement[bool]) -> Task | None:
+        with self.reading() as conn:
+            row = conn.execute(select(T).where(condition).order_by(T.c.id.desc()).limit(1)).first()
+        return None if row is None else self._task(row)
+
+    def get_task(self, task_id: int) -> Task | None:
+        return self.find_task(T.c.id == task_id)
+
+    def latest_run(self, task_id: int) -> Run | None:
+        with self.reading() as conn:
+            row = conn.execute(
+                select(R).where(R.c.task_id == task_id).order_by(R.c.id.desc()).limit(1)
+            ).first()
+        return None if row is None else self._run(row)
+
+    def runs_of(self, task_id: int) -> list[Run]:
+        with self.reading() as conn:
+            rows = conn.execute(select(R).where(R.c.task_id == task_id).order_by(R.c.id))
+            return [self._run(row) for row in rows]
+
+    def stop_tasks(self, condition: ColumnElement[bool]) -> int:
+        """QUEUED/ASSIGNED/RUNNING -> STOPPED; a worker running one kills it."""
+        active = (TaskStatus.QUEUED, TaskStatus.ASSIGNED, TaskStatus.RUNNING)
+        with self.transaction() as conn:
+            count = conn.execute(
+                update(T)
+                .where(condition, T.c.status.in_(active))
+                .values(status=TaskStatus.STOPPED.value)
+            ).rowcount
+        if count:
+            self.ring()
+        return count
+
+    def requeue_tasks(self, condition: ColumnElement[bool]) -> int:
+        now = self._db(self.now())
+        with self.transaction() as conn:
+            # a stop_time already passed would expire the task again at once
+            conn.execute(
+                update(T)
+                .where(condition, T.c.status.in_(REQUEUEABLE), T.c.stop_time <= now)
+                .values(stop_time=None)
+            )
+            count = conn.execute(
+                update(T)
+                .where(condition, T.c.status.in_(REQUEUEABLE))
+                .values(
+                    status=TaskStatus.QUEUED.value,
+                    next_run_time=now,
+                    assigned_worker_name="",
+                    times_failed=0,
+                )
+            ).rowcount
+        if count:
+            self.ring()
+        return count
+
+    def task_statuses(self, task_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """id -> (status, assigned_worker_name), for a worker watching its tasks."""
+        if not task_ids:
+            return {}
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(T.c.id, T.c.status, T.c.assigned_worker_name).where(T.c.id.in_(task_ids))
+            )
+            return {row.id: (row.status, row.assigned_worker_name or "") for row in rows}
+
+    # ------------------------------------------------------------------ claims
+    def due_condition(self, groups: Sequence[str], now: datetime) -> ColumnElement[bool]:
+        stamp = self._db(now)
+        unfinished_parent = exists().where(
+            D.c.task_parent == T.c.id,
+            or_(D.c.can_visit == False, D.c.can_visit.is_(None)),  # noqa: E712
+        )
+        return and_(
+            T.c.status == TaskStatus.QUEUED.value,
+            T.c.enabled == True,  # noqa: E712
+            T.c.group_name.in_(list(groups)),
+            T.c.next_run_time <= stamp,
+            or_(T.c.stop_time.is_(None), T.c.stop_time > stamp),
+            ~unfinished_parent,
+        )
+
+    def _due_ids(self, groups: Sequence[str], now: datetime, limit: int) -> Select[Any]:
+        return (
+            select(T.c.id)
+            .where(self.due_condition(groups, now))
+            .order_by(T.c.next_run_time, T.c.priority.desc(), T.c.id)
+            .limit(limit)
+        )
+
+    def has_due_task(self, groups: Sequence[str]) -> bool:
+        with self.reading() as conn:
+            return conn.execute(self._due_ids(groups, self.now(), 1)).first() is not None
+
+    def next_due_time(self, groups: Sequence[str]) -> datetime | None:
+        with self.reading() as conn:
+            value = conn.execute(
+                select(func.min(T.c.next_run_time)).where(
+                    T.c.status == TaskStatus.QUEUED.value,
+                    T.c.enabled == True,  # noqa: E712
+                    T.c.group_name.in_(list(groups)),
+                )
+            ).scalar()
+        return from_storage(value, local_time=self.local_time)
+
+    def claim_due_tasks(
+        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+    ) -> list[Task]:
+        """Mark up to `limit` due tasks ASSIGNED to this worker; no two workers get one."""
+        if limit <= 0:
+            return []
+        ids = [
+            row.id
+            for row in conn.execute(
+                self._due_ids(groups, self.now(), limit).with_for_update(skip_locked=True)
+            )
+        ]
+        if not ids:
+            return []
+        conn.execute(
+            update(T)
+            .where(T.c.id.in_(ids))
+            .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
+        )
+        rows = conn.execute(select(T).where(T.c.id.in_(ids)))
+        return sort_claimed([self._task(row) for row in rows])
+
+    def assign_task(self, conn: Connection, task_id: int, worker_name: str) -> bool:
+        """Take a task for a foreground run (`taskmill run-task --record`)."""
+        return bool(
+            conn.execute(
+                update(T)
+                .where(T.c.id == task_id)
+                .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
+            ).rowcount
+        )
+
+    def release_tasks(self, conn: Connection, worker_name: str, task_ids: Sequence[int]) -> int:
+        """Give claimed tasks that were never started back to the queue."""
+        if not task_ids:
+            return 0
+        return conn.execute(
+            update(T)
+            .where(
+                T.c.id.in_(list(task_ids)),
+                T.c.status == TaskStatus.ASSIGNED.value,
+                T.c.assigned_worker_name == worker_name,
+            )
+            .values(status=TaskStatus.QUEUED.value, assigned_worker_name="")
+        ).rowcount
+
+    def start_run(
+        self, conn: Connection, worker_name: str, task: Task, started: datetime
+    ) -> int | None:
+        """ASSIGNED -> RUNNING with a RUNNING run row; None if the task is no longer ours."""
+        moved = conn.execute(
+            update(T)
+            .where(
+                T.c.id == task.id,
+                T.c.status == TaskStatus.ASSIGNED.value,
+                T.c.assigned_worker_name == worker_name,
+            )
+            .values(status=TaskStatus.RUNNING.value, last_run_time=self._db(started))
+        ).rowcount
+        if not moved:
+            return None
+        return self._insert_run(
+            conn,
+            task_id=task.id,
+            status=RunStatus.RUNNING.value,
+            start_time=self._db(started),
+            worker_name=worker_name,
+        )
+
+    def _insert_run(self, conn: Connection, **values: Any) -> int:
+        return _new_id(conn.execute(insert(R).values(**values)))
+
+    def save_output(self, run_id: int, output: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(update(R).where(R.c.id == run_id).values(run_output=output))
+
+    def record_outcomes(
+        self,
+        conn: Connection,
+        worker_name: str,
+        finished: Sequence[tuple[Outcome, Settlement]],
+    ) -> list[Outcome]:
+        """Write finished runs; returns those whose task was no longer ours."""
+        lost: list[Outcome] = []
+        for outcome, settlement in finished:
+            values = {
+                k: (self._db(v) if k in _TASK_TIMES else v)
+                for k, v in settlement.task_values.items()
+            }
+            owned = conn.execute(
+                update(T)
+                .where(
+                    T.c.id == outcome.task.id,
+                    T.c.status.in_(IN_FLIGHT),
+                    T.c.assigned_worker_name == worker_name,
+                )
+                .values(**values)
+            ).rowcount
+            if not owned:
+                lost.append(outcome)
+            self._write_run(conn, worker_name, outcome, settlement)
+            if owned and settlement.resolves_dependencies:
+                conn.execute(
+                    update(D).where(D.c.task_child == outcome.task.id).values(can_visit=True)
+                )
+        return lost
+
+    def _write_run(
+        self, conn: Connection, worker_name: str, outcome: Outcome, settlement: Settlement
+    ) -> None:
+        if outcome.requeue:
+            if outcome.run_id is not None:
+                conn.execute(
+                    update(R)
+                    .where(R.c.id == outcome.run_id)
+                    .values(
+                        status=RunStatus.STOPPED.value,
+                        stop_time=self._db(outcome.finished),
+                        run_output=outcome.output,
+                        traceback=outcome.traceback,
+                    )
+                )
+            return
+        if not settlement.keep_run:
+            if outcome.run_id is not None:
+                conn.execute(delete(R).where(R.c.id == outcome.run_id))
+            return
+        values = {
+            "status": outcome.status.value,
+            "start_time": self._db(outcome.started),
+            "stop_time": self._db(outcome.finished),
+            "run_output": outcome.output,
+            "run_result": outcome.result,
+            "traceback": outcome.traceback,
+            "worker_name": worker_name,
+        }
+        if outcome.run_id is None:
+            self._insert_run(conn, task_id=outcome.task.id, **values)
+        else:
+            conn.execute(update(R).where(R.c.id == outcome.run_id).values(**values))
+
+    # ----------------------------------------------------------------- workers
+    def register_worker(
+        self, worker_name: str, groups: Sequence[str], stats: dict[str, Any], dead_after: float
+    ) -> None:
+        """Insert (or take over a dead) worker row; refuse a name a live worker uses."""
+        now = self.now()
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(W.c.last_heartbeat).where(W.c.worker_name == worker_name)
+            ).first()
+            if row is not None:
+                last = from_storage(row.last_heartbeat, local_time=self.local_time)
+                if last is not None and last > now - timedelta(seconds=dead_after):
+                    raise ConfigurationError(
+                        f"a live worker named {worker_name!r} already beats in this database"
+                    )
+                conn.execute(delete(W).where(W.c.worker_name == worker_name))
+            conn.execute(
+                insert(W).values(
+                    worker_name=worker_name,
+                    first_heartbeat=self._db(now),
+                    last_heartbeat=self._db(now),
+                    status=WorkerStatus.ACTIVE.value,
+                    is_ticker=False,
+                    group_names=list(groups),
+                    worker_stats=json.dumps(stats),
+                )
+            )
+
+    def heartbeat(
+        self,
+        worker_name: str,
+        groups: Sequence[str],
+        stats: dict[str, Any],
+        ticker_lease: float,
+    ) -> Beat:
+        """Record liveness, read the commanded status and hold or take the ticker lease."""
+        now = self.now()
+        stamp = self._db(now)
+        with self.transaction() as conn:
+            updated = conn.execute(
+                update(W)
+                .where(W.c.worker_name == worker_name)
+                .values(last_heartbeat=stamp, worker_stats=json.dumps(stats))
+            ).rowcount
+            if not updated:
+                # our row was removed (we were taken for dead): come back as new
+                log.warning("worker %s: row missing, registering again", worker_name)
+                conn.execute(
+                    insert(W).values(
+                        worker_name=worker_name,
+                        first_heartbeat=stamp,
+                        last_heartbeat=stamp,
+                        status=WorkerStatus.ACTIVE.value,
+                        is_ticker=False,
+                        group_names=list(groups),
+                        worker_stats=json.dumps(stats),
+                    )
+                )
+            status_text = conn.execute(
+                select(W.c.status).where(W.c.worker_name == worker_name)
+            ).scalar()
+            is_ticker = self._hold_ticker_lease(conn, worker_name, now, ticker_lease)
+        try:
+            status = WorkerStatus(str(status_text))
+        except ValueError:
+            status = WorkerStatus.ACTIVE  # an unknown hand-written status must not stop us
+        return Beat(status=status, is_ticker=is_ticker)
+
+    def _hold_ticker_lease(
+        self, conn: Connection, worker_name: str, now: datetime, lease: float
+    ) -> bool:
+        fresh = self._db(now - timedelta(seconds=lease))
+        other = conn.execute(
+            select(W.c.worker_name)
+            .where(W.c.is_ticker == True, W.c.last_heartbeat >= fresh)  # noqa: E712
+            .where(W.c.worker_name != worker_name)
+            .limit(1)
+        ).first()
+        if other is not None:
+            conn.execute(
+                update(W)
+                .where(W.c.worker_name == worker_name, W.c.is_ticker == True)  # noqa: E712
+                .values(is_ticker=False)
+            )
+            return False
+        conn.execute(
+            update(W)
+            .where(W.c.worker_name != worker_name, W.c.is_ticker == True)  # noqa: E712
+            .values(is_ticker=False)
+        )
+        conn.execute(update(W).where(W.c.worker_name == worker_name).values(is_ticker=True))
+        return True
+
+    def unregister_worker(self, worker_name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(W).where(W.c.worker_name == worker_name))
+
+    def list_workers(self) -> list[Worker]:
+        with self.reading() as conn:
+            return [self._worker(row) for row in conn.execute(select(W).order_by(W.c.id))]
+
+    def set_worker_status(
+        self,
+        status: WorkerStatus,
+        *,
+        group_names: Sequence[str] | None = None,
+        worker_names: Sequence[str] | None = None,
+    ) -> int:
+        conditions: list[ColumnElement[bool]] = []
+        if group_names:
+            conditions.append(or_(*(W.c.group_names.contains(f"|{g}|") for g in group_names)))
+        if worker_names:
+            conditions.append(W.c.worker_name.in_(list(worker_names)))
+        with self.transaction() as conn:
+            count = conn.execute(update(W).where(*conditions).values(status=status.value)).rowcount
+        if count:
+            self.ring()
+        return count
+
+    def live_workers(self, groups: Sequence[str] | None, alive_within: float) -> list[Worker]:
+        fresh = self._db(self.now() - timedelta(seconds=alive_within))
+        query = select(W).where(W.c.last_heartbeat >= fresh)
+        if groups:
+            query = query.where(or_(*(W.c.group_names.contains(f"|{g}|") for g in groups)))
+        with self.reading() as conn:
+            return [self._worker(row) for row in conn.execute(query)]
+
+    # ----------------------------------------------------------------- ticker
+    def housekeeping(self, dead_after: float) -> Housekeeping:
+        """Leader-only duties: bury dead workers, requeue their tasks, expire tasks."""
+        now = self.now()
+        stamp = self._db(now)
+        cutoff = self._db(now - timedelta(seconds=dead_after))
+        with self.transaction() as conn:
+            dead = [
+                row.worker_name
+                for row in conn.execute(select(W.c.worker_name).where(W.c.last_heartbeat < cutoff))
+            ]
+            if dead:
+                conn.execute(delete(W).where(W.c.worker_name.in_(dead)))
+            live = select(W.c.worker_name)
+            orphaned = and_(T.c.status.in_(IN_FLIGHT), T.c.assigned_worker_name.not_in(live))
+            conn.execute(
+                update(R)
+                .where(R.c.status == RunStatus.RUNNING.value, R.c.worker_name.not_in(live))
+                .values(
+                    status=RunStatus.FAILED.value,
+                    stop_time=stamp,
+                    traceback=bindparam("tb_text", "worker died during the run; task requeued"),
+                )
+            )
+            requeued = conn.execute(
+                update(T)
+                .where(orphaned)
+                .values(status=TaskStatus.QUEUED.value, assigned_worker_name="")
+            ).rowcount
+            expired = conn.execute(
+                update(T)
+                .where(
+                    T.c.status == TaskStatus.QUEUED.value,
+                    T.c.stop_time.is_not(None),
+                    T.c.stop_time < stamp,
+                )
+                .values(status=TaskStatus.EXPIRED.value)
+            ).rowcount
+        if requeued:
+            log.warning("requeued %d task(s) of dead worker(s) %s", requeued, dead)
+            self.ring()
+        return Housekeeping(dead_workers=dead, requeued=requeued, expired=expired)
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def sort_claimed(tasks: list[Task]) -> list[Task]:
+    """Run order of a claimed batch: due first, then higher priority, then older."""
+    return sorted(
+        tasks,
+        key=lambda t: (t.next_run_time or _EPOCH, -(t.priority or 0), t.id),
+    )

@@ -1,0 +1,89 @@
+"""SQLite: many worker processes of one machine sharing one database file.
+
+WAL lets readers run beside the single writer; every write transaction starts
+with BEGIN IMMEDIATE so two workers never both read-then-upgrade and deadlock
+into SQLITE_BUSY; the busy timeout makes a writer wait its turn instead of
+failing. Claims are one UPDATE ... RETURNING. Idle workers sleep on a doorbell
+socket (see doorbell.py) and start a new task within a millisecond or two of
+its commit, without polling the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event, update
+
+from taskmill.records import Task
+from taskmill.schema import scheduler_task as T
+from taskmill.states import TaskStatus
+from taskmill.store.base import Listener, Store, sort_claimed
+from taskmill.store.doorbell import Doorbell
+
+#: execution option marking a connection that only reads (plain deferred BEGIN)
+READ_ONLY = "taskmill_read_only"
+
+
+def configure_sqlite_engine(engine: Engine, busy_timeout: float) -> None:
+    """Take over transaction control from pysqlite and set the pragmas we rely on."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite would issue its own deferred BEGIN; we issue ours below
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SQLiteStore(Store):
+    poll_interval = 5.0  # only a safety net: wake-ups come from the doorbell
+
+    def __init__(
+        self, engine: Engine, *, local_time: bool = False, busy_timeout: float = 30.0
+    ) -> None:
+        super().__init__(engine, local_time=local_time)
+        configure_sqlite_engine(engine, busy_timeout)
+        database = engine.url.database or ":memory:"
+        key = database if database == ":memory:" else os.path.realpath(database)
+        if key == ":memory:":
+            key = f":memory:{os.getpid()}:{id(self)}"
+        self.doorbell = Doorbell(key)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn.execution_options(**{READ_ONLY: True})
+
+    def ring(self) -> None:
+        self.doorbell.ring()
+
+    def listen(self, worker_name: str) -> Listener | None:
+        return self.doorbell.listen(worker_name)
+
+    def claim_due_tasks(
+        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+    ) -> list[Task]:
+        if limit <= 0:
+            return []
+        due = self._due_ids(groups, self.now(), limit).scalar_subquery()
+        rows = conn.execute(
+            update(T)
+            .where(T.c.id.in_(due))
+            .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
+            .returning(*T.c)
+        ).all()
+        return sort_claimed([self._task(row) for row in rows])

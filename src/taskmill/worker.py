@@ -1,0 +1,511 @@
+"""The worker loop: heartbeat, claim, hand tasks to the child, record results.
+
+One worker process owns one persistent child (see executor.py). Claims and
+results are batched in short transactions: results of fast tasks are written
+in the same transaction that claims the next batch, and a task is marked
+RUNNING (with a RUNNING run row) only once it has run for `mark_running_after`
+seconds, so millisecond tasks cost one write per batch instead of three per
+task. A task still ASSIGNED to a worker that dies is requeued by the ticker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from taskmill.errors import AppImportError, ConfigurationError, DatabaseUnavailable
+from taskmill.executor import ChildProcess
+from taskmill.lifecycle import Outcome, Settlement, settle
+from taskmill.records import Task
+from taskmill.states import RunStatus, TaskStatus, WorkerStatus
+from taskmill.ticker import Ticker
+
+if TYPE_CHECKING:
+    from taskmill.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FORCED = 1
+EXIT_APP_ERROR = 2
+EXIT_DATABASE = 3
+
+_DB_ERRORS = (OperationalError, DBAPIError)
+
+
+@dataclass
+class WorkerOptions:
+    """Tuning knobs; the defaults suit both millisecond tasks and long ones."""
+
+    grace: float = 30.0  # seconds a stopping worker lets its running task finish
+    mark_running_after: float = 0.05  # a task running this long is marked RUNNING
+    max_batch: int = 50  # most tasks claimed in one transaction
+    claim_window: float = 0.02  # claim about this many seconds of work at once
+    status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
+    db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
+
+
+@dataclass
+class Running:
+    """The task in the child right now."""
+
+    task: Task
+    started: Any
+    t0: float
+    run_id: int | None = None
+    marked: bool = False
+    lost: bool = False
+    output: str = ""
+    next_check: float = 0.0
+
+
+class Worker:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        app_spec: str,
+        *,
+        name: str | None = None,
+        group_names: list[str] | None = None,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.sched = scheduler
+        self.store = scheduler.store
+        self.name = name or scheduler.default_worker_name()
+        self.groups = group_names or scheduler.group_names
+        self.options = options or WorkerOptions()
+        self.child = ChildProcess(app_spec)
+        self.ticker = Ticker(self.store, scheduler.dead_after)
+        self.batch: deque[Task] = deque()
+        self.finished: list[tuple[Outcome, Settlement]] = []
+        self.current: Running | None = None
+        self.stopping = False
+        self.hard_stop = False
+        self.stop_deadline = float("inf")
+        self.disabled = False
+        self.is_ticker = False
+        self.signals = 0
+        self._ring_after_commit = False
+        self.next_beat = 0.0
+        self.empty_runs = 0
+        self.total = 0
+        self.errors = 0
+        self.avg_duration = 0.0
+        self._db_failing_since: float | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.listener = self.store.listen(self.name)
+
+    # ------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        """Serve until told to stop; returns the process exit code."""
+        self._install_signal_handlers()
+        try:
+            self.child.start()
+        except AppImportError as exc:
+            log.error("worker %s cannot start its task child: %s", self.name, exc)
+            self._close()
+            return EXIT_APP_ERROR
+        try:
+            try:
+                self.store.register_worker(
+                    self.name, self.groups, self.stats(), self.sched.dead_after
+                )
+            except ConfigurationError as exc:
+                log.error("worker %s: %s", self.name, exc)
+                return EXIT_APP_ERROR
+            log.info("worker %s serving groups %s", self.name, self.groups)
+            while not self.stopping:
+                self._guarded(self.loop_once)
+            self._guarded(self.shutdown)
+        except DatabaseUnavailable as exc:
+            log.error("worker %s: %s", self.name, exc)
+            return EXIT_DATABASE
+        finally:
+            self._close()
+        return EXIT_FORCED if self.hard_stop else EXIT_OK
+
+    def _guarded(self, step: Any) -> None:
+        """Run one step; ride out database errors up to db_timeout."""
+        try:
+            step()
+        except _DB_ERRORS as exc:
+            now = time.monotonic()
+            if self._db_failing_since is None:
+                self._db_failing_since = now
+            failing = now - self._db_failing_since
+            if failing > self.options.db_timeout:
+                raise DatabaseUnavailable(
+                    f"database unreachable for {failing:.0f} s, giving up: {exc.orig or exc}"
+                ) from None
+            delay = min(5.0, 0.1 * 2 ** min(failing, 6))
+            log.warning("worker %s: database error (%s); retrying in %.1f s", self.name, exc, delay)
+            self._sleep(delay)
+        else:
+            self._db_failing_since = None
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.child.stop()
+        if self.listener is not None:
+            self.listener.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            self.hard_stop = True
+            self.stop_deadline = 0.0
+        else:
+            self.request_stop(self.options.grace)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"!")
+
+    def request_stop(self, grace: float) -> None:
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + grace
+
+    def shutdown(self) -> None:
+        """Give back what was claimed but not started, write results, leave."""
+        with self._transaction() as conn:
+            self._record(conn)
+            self.store.release_tasks(conn, self.name, [t.id for t in self.batch])
+        self.batch.clear()
+        self.store.unregister_worker(self.name)
+        self.store.ring()  # released tasks and, if we were ticker, the role are free
+        log.info("worker %s stopped after %d task(s)", self.name, self.total)
+
+    # ---------------------------------------------------------------- loop
+    def loop_once(self) -> None:
+        self.maybe_heartbeat()
+        if self.stopping:
+            return
+        if self.disabled:
+            self.flush()
+            self._idle(self.next_beat - time.monotonic())
+            return
+        if not self.batch:
+            claimed = self.flush_and_claim(self.claim_size())
+            if not claimed:
+                self._on_empty()
+                return
+            self.empty_runs = 0
+            self.batch.extend(claimed)
+        task = self.batch.popleft()
+        outcome = self.execute(task)
+        self.finish(outcome)
+
+    def _on_empty(self) -> None:
+        self.empty_runs += 1
+        limit = self.sched.max_empty_runs
+        if limit and self.empty_runs >= limit:
+            log.info("worker %s: %d empty runs, exiting", self.name, self.empty_runs)
+            self.request_stop(0)
+            return
+        self._idle(self._idle_timeout())
+
+    def _idle_timeout(self) -> float:
+        now = time.monotonic()
+        timeout = min(self.next_beat - now, self.store.poll_interval)
+        due = self.store.next_due_time(self.groups)
+        if due is not None:
+            timeout = min(timeout, (due - self.store.now()).total_seconds())
+        return max(timeout, 0.0)
+
+    def claim_size(self) -> int:
+        if self.avg_duration <= 0:
+            return 1
+        wanted = int(self.options.claim_window / self.avg_duration)
+        return max(1, min(self.options.max_batch, wanted))
+
+    def flush_and_claim(self, limit: int) -> list[Task]:
+        if not self.finished and not self.store.has_due_task(self.groups):
+            return []
+        with self._transaction() as conn:
+            self._record(conn)
+            claimed = self.store.claim_due_tasks(conn, self.name, self.groups, limit)
+        return claimed
+
+    def flush(self) -> None:
+        if self.finished:
+            with self._transaction() as conn:
+                self._record(conn)
+
+    def _record(self, conn: Any) -> None:
+        if not self.finished:
+            return
+        finished, self.finished = self.finished, []
+        lost = self.store.record_outcomes(conn, self.name, finished)
+        for outcome in lost:
+            log.warning(
+                "worker %s: task %s was taken from us (stopped or requeued); run recorded only",
+                self.name,
+                outcome.task.id,
+            )
+        if any(s.resolves_dependencies or o.requeue for o, s in finished):
+            self._ring_after_commit = True
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A store transaction; rings idle workers after commit if it freed work."""
+        self._ring_after_commit = False
+        with self.store.transaction() as conn:
+            yield conn
+        if self._ring_after_commit:
+            self.store.ring()
+
+    def finish(self, outcome: Outcome) -> None:
+        try:
+            settlement = settle(
+                outcome,
+                discard_results=self.sched.discard_results,
+                local_time=not self.sched.utc_time,
+            )
+        except Exception as exc:  # a malformed row must fail its task, not the worker
+            log.exception("worker %s: cannot settle task %s", self.name, outcome.task.id)
+            outcome.status = RunStatus.FAILED
+            outcome.traceback = f"malformed scheduler_task row {outcome.task.id}: {exc!r}"
+            settlement = Settlement(
+                task_values={"status": TaskStatus.FAILED.value},
+                keep_run=True,
+                resolves_dependencies=False,
+            )
+        self.finished.append((outcome, settlement))
+        self.total += 1
+        if outcome.status is not RunStatus.COMPLETED:
+            self.errors += 1
+        if outcome.run_id is not None or self.stopping:
+            self.flush()  # a long task's end should show at once
+
+    # ------------------------------------------------------------- running
+    def execute(self, task: Task) -> Outcome:
+        started = self.store.now()
+        run = Running(task=task, started=started, t0=time.monotonic())
+        self.current = run
+        try:
+            return self._supervise(run)
+        finally:
+            self.current = None
+
+    def _supervise(self, run: Running) -> Outcome:
+        task = run.task
+        try:
+            self.child.send_task(task)
+        except OSError as exc:
+            self.child.restart()
+            return self._outcome(run, RunStatus.FAILED, traceback=f"child unreachable: {exc}")
+        timeout = task.timeout if isinstance(task.timeout, int) and task.timeout > 0 else 60
+        deadline = run.t0 + timeout
+        if task.sync_output:
+            self._mark_running(run)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.child.fileno(), selectors.EVENT_READ, "child")
+            selector.register(self._wake_r, selectors.EVENT_READ, "signal")
+            if self.listener is not None:
+                selector.register(self.listener.fileno(), selectors.EVENT_READ, "ring")
+            while True:
+                outcome = self._wait_step(run, selector, deadline)
+                if outcome is not None:
+                    return outcome
+
+    def _wait_step(
+        self, run: Running, selector: selectors.BaseSelector, deadline: float
+    ) -> Outcome | None:
+        now = time.monotonic()
+        wake_at = min(deadline, self.stop_deadline)
+        if not run.marked:
+            wake_at = min(wake_at, run.t0 + self.options.mark_running_after)
+        else:
+            wake_at = min(wake_at, self.next_beat, run.next_check)
+        for key, _ in selector.select(max(0.0, wake_at - now)):
+            if key.data == "child":
+                outcome = self._on_child_message(run)
+                if outcome is not None:
+                    return outcome
+            elif key.data == "ring" and self.listener is not None:
+                self.listener.drain()
+                run.next_check = min(run.next_check, time.monotonic() + 0.05)
+            else:
+                self._drain_wake_pipe()
+        now = time.monotonic()
+        if now >= deadline:
+            return self._kill_run(run, RunStatus.TIMEOUT)
+        if self.hard_stop or now >= self.stop_deadline:
+            return self._kill_run(run, RunStatus.STOPPED, requeue=True)
+        if not run.marked and now >= run.t0 + self.options.mark_running_after:
+            self._db_quiet(lambda: self._mark_running(run))
+        if run.marked and now >= run.next_check:
+            run.next_check = now + self.options.status_check_every
+            if run.lost or self._db_quiet(lambda: self._was_stopped(run)):
+                return self._kill_run(run, RunStatus.STOPPED)
+        self._db_quiet(self.maybe_heartbeat)
+        return None
+
+    def _on_child_message(self, run: Running) -> Outcome | None:
+        message = self.child.receive()
+        if message is None:
+            code = self.child.reap()
+            self.child.start()
+            return self._outcome(
+                run,
+                RunStatus.FAILED,
+                traceback=f"the task's child process died (exit code {code}) during the run",
+            )
+        kind = message["type"]
+        if kind == "done":
+            elapsed = float(message.get("elapsed") or 0.0)
+            self.avg_duration = (
+                elapsed if self.total == 0 else 0.8 * self.avg_duration + 0.2 * elapsed
+            )
+            return self._outcome(
+                run,
+                RunStatus(message["status"]),
+                result=message.get("result"),
+                output=message.get("output") or "",
+                traceback=message.get("traceback"),
+            )
+        if kind == "output":
+            run.output = str(message.get("output") or "")
+            self._db_quiet(lambda: self._mark_running(run))
+            if run.run_id is not None:
+                run_id = run.run_id
+                self._db_quiet(lambda: self.store.save_output(run_id, run.output))
+        elif kind == "need_run_id":
+            self._db_quiet(lambda: self._mark_running(run))
+            self.child.send({"type": "run_id", "run_id": run.run_id})
+        return None
+
+    def _mark_running(self, run: Running) -> None:
+        """Make a long run visible: task RUNNING, a RUNNING run row, the rest released."""
+        if run.marked:
+            return
+        release = [t.id for t in self.batch]
+        with self._transaction() as conn:
+            self._record(conn)
+            run.run_id = self.store.start_run(conn, self.name, run.task, run.started)
+            if self.store.release_tasks(conn, self.name, release):
+                self._ring_after_commit = True
+        self.batch.clear()
+        run.marked = True
+        run.lost = run.run_id is None
+        run.next_check = time.monotonic() + self.options.status_check_every
+
+    def _was_stopped(self, run: Running) -> bool:
+        status, owner = self.store.task_statuses([run.task.id]).get(run.task.id, ("", ""))
+        return status != TaskStatus.RUNNING.value or owner != self.name
+
+    def _kill_run(self, run: Running, status: RunStatus, *, requeue: bool = False) -> Outcome:
+        self.child.kill()
+        if not self.hard_stop:
+            self.child.start()
+        messages = {
+            RunStatus.TIMEOUT: f"killed after its timeout of {run.task.timeout} s",
+            RunStatus.STOPPED: "stopped on request (stop_task)",
+        }
+        text = messages.get(status)
+        if requeue:
+            text = f"interrupted: worker {self.name} shut down; the task was requeued"
+        outcome = self._outcome(run, status, output=run.output, traceback=text)
+        outcome.requeue = requeue
+        if status is RunStatus.TIMEOUT:
+            outcome.traceback = None  # web2py records a TIMEOUT run without traceback
+            outcome.output = run.output
+        return outcome
+
+    def _outcome(self, run: Running, status: RunStatus, **fields: Any) -> Outcome:
+        return Outcome(
+            task=run.task,
+            status=status,
+            started=run.started,
+            finished=self.store.now(),
+            run_id=run.run_id,
+            **fields,
+        )
+
+    def _db_quiet(self, step: Any) -> Any:
+        """A database call made while a task runs: an error must not lose the run."""
+        try:
+            return step()
+        except _DB_ERRORS as exc:
+            log.warning("worker %s: database error while a task runs: %s", self.name, exc)
+            return None
+
+    # ------------------------------------------------------------ heartbeat
+    def maybe_heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self.next_beat:
+            return
+        self.next_beat = now + self.sched.heartbeat
+        beat = self.store.heartbeat(
+            self.name, self.groups, self.stats(), ticker_lease=self.sched.heartbeat * 2
+        )
+        if beat.is_ticker and not self.is_ticker:
+            log.info("worker %s is now the ticker", self.name)
+        self.is_ticker = beat.is_ticker
+        if self.is_ticker:
+            self.ticker.tick()
+        self._obey(beat.status)
+
+    def _obey(self, status: WorkerStatus) -> None:
+        self.disabled = status is WorkerStatus.DISABLED
+        if status is WorkerStatus.TERMINATE and not self.stopping:
+            log.info("worker %s: TERMINATE requested", self.name)
+            self.request_stop(float("inf"))
+        elif status is WorkerStatus.KILL:
+            log.info("worker %s: KILL requested", self.name)
+            self.request_stop(0)
+            self.hard_stop = True
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "status": WorkerStatus.DISABLED.value if self.disabled else WorkerStatus.ACTIVE.value,
+            "total": self.total,
+            "errors": self.errors,
+            "empty_runs": self.empty_runs,
+            "queue": len(self.batch),
+            "current_task": None if self.current is None else self.current.task.id,
+            "pid": os.getpid(),
+            "child_pid": self.child.pid,
+            "is_ticker": self.is_ticker,
+        }
+
+    # ---------------------------------------------------------------- idle
+    def _idle(self, timeout: float) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_r, selectors.EVENT_READ, "signal")
+            if self.listener is not None:
+                selector.register(self.listener.fileno(), selectors.EVENT_READ, "ring")
+            for key, _ in selector.select(max(0.0, timeout)):
+                if key.data == "ring" and self.listener is not None:
+                    self.listener.drain()
+                else:
+                    self._drain_wake_pipe()
+
+    def _sleep(self, seconds: float) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            if selector.select(seconds):
+                self._drain_wake_pipe()
+
+    def _drain_wake_pipe(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 512):
+                pass
