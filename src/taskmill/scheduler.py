@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from taskmill.errors import ConfigurationError, InvalidReference
 from taskmill.records import Queued, Run, Task, TaskReport, Worker, decode_json_text
@@ -99,13 +100,14 @@ class Scheduler:
         pargs: Sequence[Any] = (),
         pvars: dict[str, Any] | None = None,
         *,
-        db: Connection | None = None,
+        db: Connection | Session | None = None,
         **kwargs: Any,
     ) -> Queued:
         """Queue a run of a registered function; errors come back, nothing raises.
 
-        `db` is an open SQLAlchemy connection: the task row is then written in
-        the caller's transaction and becomes visible to workers on its commit.
+        `db` is an open SQLAlchemy Connection or ORM Session: the task row is
+        then written in the caller's transaction, becomes visible to workers
+        when it commits and disappears if it rolls back.
         """
         unknown = set(kwargs) - QUEUE_KEYWORDS
         if unknown:
@@ -114,10 +116,13 @@ class Scheduler:
         row, errors = self._validator.build_row(function, pargs, pvars, kwargs, now)
         if errors:
             return Queued(id=None, uuid=None, errors=errors)
-        if self.store.uuid_taken(row["uuid"]):
+        conn = _connection_of(db)
+        # a generated uuid4 cannot collide; a given one is checked first so a
+        # duplicate does not abort the caller's own transaction
+        if "uuid" in kwargs and self.store.uuid_taken(row["uuid"], conn):
             return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
         try:
-            task_id = self.store.insert_task(row, conn=db)
+            task_id = self.store.insert_task(row, conn=conn)
         except IntegrityError:
             return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
         return Queued(id=task_id, uuid=row["uuid"], errors={})
@@ -205,6 +210,14 @@ class Scheduler:
     ) -> int:
         """Workers kill their current task (it is requeued) and exit at once."""
         return self._command(WorkerStatus.KILL, group_names, worker_name)
+
+
+def _connection_of(db: Connection | Session | None) -> Connection | None:
+    if db is None or isinstance(db, Connection):
+        return db
+    if isinstance(db, Session):
+        return db.connection()
+    raise TypeError(f"db must be a SQLAlchemy Connection or Session, not {type(db).__name__}")
 
 
 def _run_result(run: Run | None) -> Any:

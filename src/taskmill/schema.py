@@ -54,8 +54,12 @@ class PydalBoolean(TypeDecorator[bool]):
 
 
 def bar_encode(items: Iterable[str]) -> str:
-    """Encode a list of strings the way pydal stores list:string ('|a|b|')."""
-    return "|{}|".format("|".join(item.replace("|", "||") for item in items))
+    """Encode a list of strings the way pydal stores list:string ('|a|b|').
+
+    Blank items are left out, as pydal does: an empty one would write '||', which
+    reads back as a literal bar joining its neighbours.
+    """
+    return "|{}|".format("|".join(item.replace("|", "||") for item in items if item.strip()))
 
 
 def bar_decode(text: str | None) -> list[str]:
@@ -185,21 +189,35 @@ scheduler_task_deps = Table(
     Column("can_visit", PydalBoolean, default=False),
 )
 
+
+def _mysql_prefixes(**lengths: int) -> Any:
+    """Index key prefixes for MySQL/MariaDB: InnoDB keys stop at 3072 bytes, and two
+    utf8mb4 VARCHAR(512) columns (4 bytes a character) already take 4096."""
+    return {"mysql_length": lengths, "mariadb_length": lengths}
+
+
 # The claim scans due QUEUED tasks of a few groups in next_run_time order.
 Index(
     "ix_scheduler_task_claim",
     scheduler_task.c.status,
     scheduler_task.c.group_name,
     scheduler_task.c.next_run_time,
+    **_mysql_prefixes(status=32, group_name=191),
 )
 # Finding the tasks a dead worker held.
 Index(
     "ix_scheduler_task_worker",
     scheduler_task.c.assigned_worker_name,
     scheduler_task.c.status,
+    **_mysql_prefixes(assigned_worker_name=191, status=32),
 )
 Index("ix_scheduler_run_task", scheduler_run.c.task_id, scheduler_run.c.id)
-Index("ix_scheduler_run_worker", scheduler_run.c.worker_name, scheduler_run.c.status)
+Index(
+    "ix_scheduler_run_worker",
+    scheduler_run.c.worker_name,
+    scheduler_run.c.status,
+    **_mysql_prefixes(worker_name=191, status=32),
+)
 Index("ix_scheduler_task_deps_parent", scheduler_task_deps.c.task_parent)
 Index("ix_scheduler_task_deps_child", scheduler_task_deps.c.task_child)
 

@@ -6,12 +6,14 @@ values can never silently mix two clocks. The web2py tables, however, hold naive
 conversion happens only at the storage edge, through :func:`to_storage` and
 :func:`from_storage`.
 
-Cron lines are validated here rather than by croniter alone: croniter accepts several
-things that a web2py cron line cannot mean (seconds and year fields, reversed ranges read
-as wrap-arounds, Quartz extensions such as ``?``, ``#`` and ``W``, ``@reboot``-like junk
-only fails late) and it reads an equal range such as ``5-5`` as "the whole cycle". A line is
-therefore parsed into explicit value sets first and croniter only ever sees that canonical
-form, so what was validated is exactly what gets scheduled.
+Cron lines are parsed here into explicit value sets, and croniter is only given that
+canonical form, on naive wall-clock time. On its own, croniter accepts lines a web2py cron
+line cannot mean (a sixth field as seconds, reversed ranges as wrap-arounds, Quartz's ``?``,
+``#`` and ``W``), reads an equal range such as ``5-5`` as the whole cycle, finds an
+impossible date such as 31 February only after searching 50 years, and its handling of
+day-or-weekday lines and of DST changes differs between releases. Validating first and
+keeping the time-zone policy here means that what was validated is what gets scheduled,
+whichever croniter release is installed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ __all__ = [
 
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 _ONE_MINUTE: Final = timedelta(minutes=1)
+_ONE_DAY: Final = timedelta(days=1)
+# Longest spring-forward gap searched for its end; real ones are an hour, rarely a day.
+_MAX_GAP_MINUTES: Final = 2 * 24 * 60
 # Offsets on either side of a wall-clock time are sampled this far apart; no zone has two
 # transitions this close together, so at most one transition lies in between.
 _TRANSITION_WINDOW: Final = 86400.0
@@ -70,7 +75,7 @@ class _SystemLocalTime(tzinfo):
     def utcoffset(self, dt: datetime | None) -> timedelta:
         if dt is None:
             return self._offset_at(time.time())
-        wall = (dt.replace(tzinfo=None, fold=0) - _EPOCH_NAIVE).total_seconds()
+        wall = _wall_seconds(dt)
         before = self._offset_at(wall - _TRANSITION_WINDOW)
         after = self._offset_at(wall + _TRANSITION_WINDOW)
         if before == after:
@@ -93,8 +98,7 @@ class _SystemLocalTime(tzinfo):
         return time.strftime("%Z", time.localtime(instant))
 
     def fromutc(self, dt: datetime) -> datetime:
-        instant = (dt.replace(tzinfo=None) - _EPOCH_NAIVE).total_seconds()
-        offset = self._offset_at(instant)
+        offset = self._offset_at(_wall_seconds(dt))  # dt holds UTC here
         local = (dt.replace(tzinfo=None) + offset).replace(tzinfo=self)
         if self.utcoffset(local) != offset:  # the second pass of a repeated hour
             local = local.replace(fold=1)
@@ -105,6 +109,7 @@ class _SystemLocalTime(tzinfo):
 
 
 def _wall_seconds(dt: datetime) -> float:
+    """Seconds since the epoch of the wall-clock reading of ``dt``, as if it were UTC."""
     return (dt.replace(tzinfo=None) - _EPOCH_NAIVE).total_seconds()
 
 
@@ -244,9 +249,14 @@ class _Field:
 
 @dataclass(frozen=True)
 class _Cron:
-    """A validated line in the only form croniter is given."""
+    """A validated line in the only form croniter is given.
 
-    expression: str
+    A line that restricts both day of month and day of week fires on either (cron's OR),
+    and croniter releases disagree on how to do that, so such a line becomes two
+    expressions, each with one of the day fields, and the earlier firing wins.
+    """
+
+    expressions: tuple[str, ...]
     every_hour: bool
 
 
@@ -307,19 +317,15 @@ def _field(text: str, spec: _FieldSpec) -> _Field:
     return _Field(frozenset(values), star=text == "*", last_day=last_day)
 
 
-def _check_date_exists(day: _Field, month: _Field, weekday: _Field) -> None:
-    """Reject lines croniter would only fail on after searching 50 years of calendar.
+def _day_of_month_possible(day: _Field, month: _Field) -> bool:
+    if day.star or day.last_day:
+        return True
+    return min(day.values) <= max(_MAX_DAYS[m - 1] for m in month.values)
 
-    With a restricted weekday the two day fields are OR-ed (cron and web2py semantics), so
-    the weekday alone still yields dates and only the all-weekdays case can be impossible.
-    """
-    if day.star or day.last_day or not weekday.star:
-        return
-    first_day = min(day.values)
-    if any(first_day <= _MAX_DAYS[m - 1] for m in month.values):
-        return
+
+def _impossible_date(day: _Field, month: _Field) -> _CronError:
     months = ", ".join(_MONTHS[m - 1] for m in sorted(month.values))
-    raise _CronError(f"no such date: day {first_day} never occurs in {months}")
+    return _CronError(f"no such date: day {min(day.values)} never occurs in {months}")
 
 
 def _render(field: _Field) -> str:
@@ -339,6 +345,8 @@ def _parse(line: str) -> _Cron:
         raise _CronError("cronline is empty")
     if not text.isascii():
         raise _CronError("cronline contains non-ASCII characters")
+    if re.search(r"[^\S \t]", text):
+        raise _CronError("cronline must be a single line (fields separated by spaces or tabs)")
     text = text.lower()
     if text.startswith("@"):
         if text not in _ALIASES:
@@ -350,11 +358,21 @@ def _parse(line: str) -> _Cron:
         raise _CronError("6 fields: seconds are not supported")
     if len(parts) != 5:
         raise _CronError(f"expected 5 fields (minute hour day month weekday), got {len(parts)}")
-    fields = [_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
-    _check_date_exists(fields[_DAY_OF_MONTH], fields[3], fields[_DAY_OF_WEEK])
-    expression = " ".join(_render(f) for f in fields)
-    every_hour = fields[1].values == frozenset(range(24))
-    return _Cron(expression, every_hour)
+    minute, hour, day, month, weekday = (
+        _field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)
+    )
+    common = f"{_render(minute)} {_render(hour)} {{day}} {_render(month)} {{weekday}}"
+    by_day = common.format(day=_render(day), weekday="*")
+    by_weekday = common.format(day="*", weekday=_render(weekday))
+    every_hour = hour.values == frozenset(range(24))
+    if weekday.star:
+        # Rejected here rather than after croniter has searched 50 years of calendar.
+        if not _day_of_month_possible(day, month):
+            raise _impossible_date(day, month)
+        return _Cron((by_day,), every_hour)
+    if day.star or not _day_of_month_possible(day, month):
+        return _Cron((by_weekday,), every_hour)
+    return _Cron((by_day, by_weekday), every_hour)
 
 
 def _parse_or_raise(line: str) -> _Cron:
@@ -380,10 +398,37 @@ def _floor_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
-def _is_repeat(candidate: datetime) -> bool:
-    """True for the second pass of a wall-clock time repeated when clocks go back."""
-    first = candidate.replace(fold=0)
-    return first.astimezone(UTC) < candidate.astimezone(UTC)
+def _offset(instant: datetime, zone: tzinfo) -> timedelta:
+    return instant.astimezone(zone).utcoffset() or timedelta(0)
+
+
+def _instant(wall: datetime, zone: tzinfo, fold: int) -> datetime:
+    """Map a naive wall-clock firing to the instant it happens in ``zone``.
+
+    A wall-clock time inside a spring-forward gap does not exist; it fires when the gap
+    ends, found by walking forward to the first wall-clock minute that exists.
+    """
+    for _ in range(_MAX_GAP_MINUTES):
+        instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+        if instant.astimezone(zone).replace(tzinfo=None) == wall:
+            return instant
+        wall += _ONE_MINUTE
+    raise ValueError(f"no existing local time within two days after {wall:%Y-%m-%d %H:%M}")
+
+
+def _first_firing(
+    expression: str, start_wall: datetime, after: datetime, zone: tzinfo, fold: int
+) -> datetime:
+    """Scan wall-clock matches from ``start_wall`` for the first instant after ``after``.
+
+    With a fixed fold, instants never decrease as wall-clock times increase, so the first
+    match that lies after ``after`` is the earliest one.
+    """
+    walls = croniter(expression, start_wall)
+    while True:
+        instant = _instant(walls.get_next(datetime), zone, fold)
+        if instant > after:
+            return instant
 
 
 def next_cron_time(line: str, after: datetime, *, local_time: bool = False) -> datetime:
@@ -391,20 +436,30 @@ def next_cron_time(line: str, after: datetime, *, local_time: bool = False) -> d
 
     In local time, a firing that falls into the spring-forward gap happens when the gap
     ends (02:30 on the night clocks jump from 02:00 to 03:00 runs at 03:00), so a daily job
-    is never skipped. A wall-clock time repeated in autumn fires once, unless the line runs
-    every hour anyway: then both passes fire, so "every 15 minutes" stays every 15 minutes.
-    This is how Vixie cron handles the two changes.
+    is never skipped. A wall-clock time repeated in autumn fires once, at its first
+    occurrence, unless the line runs every hour anyway: then both passes fire, so "every 15
+    minutes" stays every 15 minutes. This is how Vixie cron treats the two changes.
+
+    croniter only ever computes naive wall-clock matches here; its own time-zone handling
+    has changed between releases, and this policy must not.
     """
     cron = _parse_or_raise(line)
     start = _require_aware(after, "after")
-    if not local_time:
-        naive = croniter(cron.expression, _floor_minute(start).replace(tzinfo=None))
-        return naive.get_next(datetime).replace(tzinfo=UTC)
-    local = croniter(cron.expression, _floor_minute(start.astimezone(_local_zone())))
-    candidate = local.get_next(datetime)
-    while not cron.every_hour and _is_repeat(candidate):
-        candidate = local.get_next(datetime)
-    return candidate.astimezone(UTC)
+    zone = _local_zone() if local_time else UTC
+    # First occurrences: no wall-clock time up to the current one fires after `after`.
+    scans = [(0, _floor_minute(start.astimezone(zone).replace(tzinfo=None, fold=0)))]
+    if local_time and cron.every_hour:
+        # Second occurrences: in autumn, wall-clock times before the current one come round
+        # again, so start from the earliest wall-clock reading that `after` has under the
+        # smallest offset in force around it.
+        shifts = (-_ONE_DAY, timedelta(0), _ONE_DAY)
+        lowest = min(_offset(start + shift, zone) for shift in shifts)
+        scans.append((1, _floor_minute(start.replace(tzinfo=None) + lowest)))
+    return min(
+        _first_firing(expression, start_wall, start, zone, fold)
+        for expression in cron.expressions
+        for fold, start_wall in scans
+    )
 
 
 def first_cron_time(line: str, not_before: datetime, *, local_time: bool = False) -> datetime:

@@ -29,6 +29,7 @@ from taskmill.executor import ChildProcess
 from taskmill.lifecycle import Outcome, Settlement, settle
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
+from taskmill.supervisor import SUPERVISOR_ENV
 from taskmill.ticker import Ticker
 
 if TYPE_CHECKING:
@@ -453,7 +454,11 @@ class Worker:
         now = time.monotonic()
         if now < self.next_beat:
             return
+        if self._orphaned() and not self.stopping:
+            log.warning("worker %s: its supervisor died; stopping", self.name)
+            self.request_stop(self.options.grace)
         self.next_beat = now + self.sched.heartbeat
+        self.store.sync_clock()
         beat = self.store.heartbeat(
             self.name, self.groups, self.stats(), ticker_lease=self.sched.heartbeat * 2
         )
@@ -473,6 +478,11 @@ class Worker:
             log.info("worker %s: KILL requested", self.name)
             self.request_stop(0)
             self.hard_stop = True
+
+    def _orphaned(self) -> bool:
+        """True when the `-n N` supervisor that started us is gone."""
+        supervisor = os.environ.get(SUPERVISOR_ENV)
+        return bool(supervisor) and str(os.getppid()) != supervisor
 
     def stats(self) -> dict[str, Any]:
         return {

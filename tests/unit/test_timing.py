@@ -27,17 +27,23 @@ from taskmill.timing import (
     utc_now,
 )
 
+pytestmark = pytest.mark.filterwarnings("error")
+
 BERLIN = ZoneInfo("Europe/Berlin")
 # The same rules as Europe/Berlin, spelled as a POSIX TZ string that zoneinfo cannot load.
 BERLIN_POSIX_RULE = "CET-1CEST,M3.5.0,M10.5.0/3"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
 
 
-def berlin(*args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=BERLIN, fold=fold)  # type: ignore[misc]
+def berlin(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=BERLIN)
 
 
 @pytest.fixture
@@ -342,7 +348,8 @@ def test_valid_cron_line(line: str) -> None:
         ("0 0 * * -1", "invalid element '-1'"),
         ("0\u00a00 * * *", "non-ASCII"),
         ("0 0 \uff11 * *", "non-ASCII"),
-        ("0 0\n* * *", "invalid element"),
+        ("0 0\n* * *", "single line"),
+        ("0 0 * *\r*", "single line"),
         # L outside its one place
         ("0 0 * * l", "only allowed in the day-of-month field"),
         ("l 0 * * *", "only allowed in the day-of-month field"),
@@ -501,6 +508,12 @@ def test_weekday_still_fires_when_the_day_of_month_cannot() -> None:
     assert next_cron_time("0 0 31 2 mon", utc(2026, 1, 31)) == utc(2026, 2, 2, 0, 0)
 
 
+def test_last_day_or_weekday() -> None:
+    # The last day of the month or any Monday: Fri 2026-01-30, Sat 01-31, Mon 02-02.
+    assert next_cron_time("0 0 L * mon", utc(2026, 1, 30, 12)) == utc(2026, 1, 31, 0, 0)
+    assert next_cron_time("0 0 L * mon", utc(2026, 1, 31, 0, 0)) == utc(2026, 2, 2, 0, 0)
+
+
 def test_last_day_of_february_in_a_non_leap_year() -> None:
     assert next_cron_time("0 0 L * *", utc(2026, 2, 10)) == utc(2026, 2, 28, 0, 0)
 
@@ -561,7 +574,7 @@ def test_leap_day_skips_2100_which_is_not_a_leap_year() -> None:
     assert next_cron_time("0 0 29 2 *", utc(2096, 3, 1)) == utc(2104, 2, 29, 0, 0)
 
 
-def test_local_time_flag_is_ignored_for_utc_evaluation_by_default() -> None:
+def test_cron_is_evaluated_in_utc_by_default() -> None:
     assert next_cron_time("0 2 * * *", utc(2026, 7, 1)) == utc(2026, 7, 1, 2, 0)
 
 
@@ -576,7 +589,8 @@ def test_cron_is_evaluated_in_utc_unless_asked_even_with_a_local_zone() -> None:
 
 @pytest.mark.usefixtures("in_berlin")
 def test_local_cron_in_summer() -> None:
-    assert next_cron_time("0 2 * * *", utc(2026, 7, 1), local_time=True) == utc(2026, 7, 1, 0, 0)
+    after = utc(2026, 6, 30, 12, 0)
+    assert next_cron_time("0 2 * * *", after, local_time=True) == utc(2026, 7, 1, 0, 0)
 
 
 @pytest.mark.usefixtures("in_berlin")
@@ -629,6 +643,18 @@ def test_local_cron_in_the_repeated_hour_runs_once() -> None:
 
 
 @pytest.mark.usefixtures("in_berlin")
+def test_local_cron_with_fixed_hour_skips_the_whole_second_pass() -> None:
+    # 02:00, 02:20, 02:40 CEST fire (00:00Z-00:40Z); the same minutes in CET do not.
+    line = "*/20 2 * * *"
+    assert next_cron_time(line, utc(2026, 10, 25, 0, 20), local_time=True) == utc(
+        2026, 10, 25, 0, 40
+    )
+    assert next_cron_time(line, utc(2026, 10, 25, 0, 40), local_time=True) == utc(
+        2026, 10, 26, 1, 0
+    )
+
+
+@pytest.mark.usefixtures("in_berlin")
 def test_local_cron_started_inside_the_second_pass_does_not_run_again() -> None:
     # 01:30Z is 02:30 CET, the second pass; 02:45 CEST (00:45Z) has already been.
     after = utc(2026, 10, 25, 1, 30)
@@ -638,11 +664,15 @@ def test_local_cron_started_inside_the_second_pass_does_not_run_again() -> None:
 @pytest.mark.usefixtures("in_berlin")
 def test_local_hourly_cron_runs_in_both_passes_of_the_repeated_hour() -> None:
     line = "0 * * * *"
-    assert next_cron_time(line, utc(2026, 10, 25, 0, 0), local_time=True) == utc(
+    assert next_cron_time(line, utc(2026, 10, 25, 0, 0), local_time=True) == utc(2026, 10, 25, 1, 0)
+    assert next_cron_time(line, utc(2026, 10, 25, 1, 0), local_time=True) == utc(2026, 10, 25, 2, 0)
+
+
+@pytest.mark.usefixtures("in_berlin")
+def test_local_every_20_minutes_continues_into_the_second_pass() -> None:
+    # 00:50Z is 02:50 CEST; the wall clock then goes back to 02:00 CET = 01:00Z.
+    assert next_cron_time("*/20 * * * *", utc(2026, 10, 25, 0, 50), local_time=True) == utc(
         2026, 10, 25, 1, 0
-    )
-    assert next_cron_time(line, utc(2026, 10, 25, 1, 0), local_time=True) == utc(
-        2026, 10, 25, 2, 0
     )
 
 

@@ -6,9 +6,20 @@ from sqlalchemy import Engine, create_engine, make_url
 
 from taskmill.errors import ConfigurationError
 from taskmill.store.base import Beat, Housekeeping, Listener, Store
+from taskmill.store.mysql import MySQLStore
+from taskmill.store.postgres import PostgresStore
 from taskmill.store.sqlite import SQLiteStore
 
-__all__ = ["Beat", "Housekeeping", "Listener", "SQLiteStore", "Store", "open_store"]
+__all__ = [
+    "Beat",
+    "Housekeeping",
+    "Listener",
+    "MySQLStore",
+    "PostgresStore",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
 
 
 def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
@@ -37,4 +48,8 @@ def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
             ) from None
     if engine.dialect.name == "sqlite":
         return SQLiteStore(engine, local_time=local_time)
+    if engine.dialect.name == "postgresql":
+        return PostgresStore(engine, local_time=local_time)
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return MySQLStore(engine, local_time=local_time)
     return Store(engine, local_time=local_time)

@@ -25,8 +25,8 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
-    bindparam,
     delete,
+    event,
     exists,
     func,
     insert,
@@ -98,11 +98,25 @@ class Store:
     def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
         self.engine = engine
         self.local_time = local_time
+        self._clock_offset = timedelta(0)
 
     # ----------------------------------------------------------------- plumbing
     def now(self) -> datetime:
-        """The clock that decides what is due (aware UTC)."""
-        return utc_now()
+        """The clock that decides what is due (aware UTC): the database's where
+        there is one, so workers on machines with skewed clocks agree."""
+        return utc_now() + self._clock_offset
+
+    def sync_clock(self) -> None:
+        """Measure how far the database clock is from ours (called each heartbeat)."""
+        with self.reading() as conn:
+            before = utc_now()
+            database_now = self._database_utc_now(conn)
+            after = utc_now()
+        if database_now is not None:
+            self._clock_offset = database_now - (before + (after - before) / 2)
+
+    def _database_utc_now(self, conn: Connection) -> datetime | None:
+        return None
 
     def _db(self, value: datetime | None) -> datetime | None:
         return to_storage(value, local_time=self.local_time)
@@ -143,6 +157,15 @@ class Store:
     def ring(self) -> None:
         """Tell idle workers there may be something to do (no-op where they poll)."""
 
+    def wake_in(self, conn: Connection) -> bool:
+        """Queue a wake-up delivered when `conn` commits; False if unsupported."""
+        return False
+
+    def ring_on_commit(self, conn: Connection) -> None:
+        """Wake workers once the caller's own transaction commits."""
+        if not self.wake_in(conn):
+            event.listen(conn, "commit", lambda _conn: self.ring(), once=True)
+
     def listen(self, worker_name: str) -> Listener | None:
         """A wake-up source for an idle worker, or None if this backend only polls."""
         return None
@@ -155,6 +178,10 @@ class Store:
         """Create missing tables, indexes and taskmill's extra columns; idempotent."""
         metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
+        # create_all skips the indexes of tables that exist (e.g. made by web2py)
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
 
     def _add_missing_columns(self) -> None:
         # Tables created by web2py lack taskmill's extra columns; add them in place.
@@ -177,10 +204,14 @@ class Store:
     def insert_task(self, values: dict[str, Any], conn: Connection | None = None) -> int:
         row = {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in values.items()}
         if conn is not None:
-            return _new_id(conn.execute(insert(T).values(**row)))
+            new_id = _new_id(conn.execute(insert(T).values(**row)))
+            self.ring_on_commit(conn)
+            return new_id
         with self.transaction() as own:
             new_id = _new_id(own.execute(insert(T).values(**row)))
-        self.ring()
+            woken = self.wake_in(own)
+        if not woken:
+            self.ring()
         return new_id
 
     def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -190,11 +221,16 @@ class Store:
         ]
         with self.transaction() as conn:
             conn.execute(insert(T), converted)
-        self.ring()
+            woken = self.wake_in(conn)
+        if not woken:
+            self.ring()
 
-    def uuid_taken(self, uuid: str) -> bool:
-        with self.reading() as conn:
-            return conn.execute(select(T.c.id).where(T.c.uuid == uuid)).first() is not None
+    def uuid_taken(self, uuid: str, conn: Connection | None = None) -> bool:
+        query = select(T.c.id).where(T.c.uuid == uuid)
+        if conn is not None:
+            return conn.execute(query).first() is not None
+        with self.reading() as own:
+            return own.execute(query).first() is not None
 
     def find_task(self, condition: ColumnElement[bool]) -> Task | None:
         with self.reading() as conn:
@@ -482,6 +518,7 @@ class Store:
         now = self.now()
         stamp = self._db(now)
         with self.transaction() as conn:
+            self._lock_workers(conn)
             updated = conn.execute(
                 update(W)
                 .where(W.c.worker_name == worker_name)
@@ -510,6 +547,10 @@ class Store:
         except ValueError:
             status = WorkerStatus.ACTIVE  # an unknown hand-written status must not stop us
         return Beat(status=status, is_ticker=is_ticker)
+
+    def _lock_workers(self, conn: Connection) -> None:
+        """Serialise heartbeats so two workers never both take a free ticker lease."""
+        conn.execute(select(W.c.id).order_by(W.c.id).with_for_update())
 
     def _hold_ticker_lease(
         self, conn: Connection, worker_name: str, now: datetime, lease: float
@@ -553,7 +594,7 @@ class Store:
     ) -> int:
         conditions: list[ColumnElement[bool]] = []
         if group_names:
-            conditions.append(or_(*(W.c.group_names.contains(f"|{g}|") for g in group_names)))
+            conditions.append(_serving_any(group_names))
         if worker_names:
             conditions.append(W.c.worker_name.in_(list(worker_names)))
         with self.transaction() as conn:
@@ -566,7 +607,7 @@ class Store:
         fresh = self._db(self.now() - timedelta(seconds=alive_within))
         query = select(W).where(W.c.last_heartbeat >= fresh)
         if groups:
-            query = query.where(or_(*(W.c.group_names.contains(f"|{g}|") for g in groups)))
+            query = query.where(_serving_any(groups))
         with self.reading() as conn:
             return [self._worker(row) for row in conn.execute(query)]
 
@@ -583,35 +624,62 @@ class Store:
             ]
             if dead:
                 conn.execute(delete(W).where(W.c.worker_name.in_(dead)))
-            live = select(W.c.worker_name)
-            orphaned = and_(T.c.status.in_(IN_FLIGHT), T.c.assigned_worker_name.not_in(live))
-            conn.execute(
-                update(R)
-                .where(R.c.status == RunStatus.RUNNING.value, R.c.worker_name.not_in(live))
-                .values(
-                    status=RunStatus.FAILED.value,
-                    stop_time=stamp,
-                    traceback=bindparam("tb_text", "worker died during the run; task requeued"),
+            live = {row.worker_name for row in conn.execute(select(W.c.worker_name))}
+            # Read first, then update by primary key with the conditions checked
+            # again: a range UPDATE would lock index ranges that claiming workers
+            # hold, which is how MySQL deadlocks.
+            in_flight = conn.execute(
+                select(T.c.id, T.c.assigned_worker_name).where(T.c.status.in_(IN_FLIGHT))
+            ).all()
+            orphans = sorted(row.id for row in in_flight if row.assigned_worker_name not in live)
+            owners = sorted({row.assigned_worker_name or "" for row in in_flight} - live)
+            requeued = 0
+            if orphans:
+                conn.execute(
+                    update(R)
+                    .where(R.c.status == RunStatus.RUNNING.value, R.c.worker_name.in_(owners))
+                    .values(
+                        status=RunStatus.FAILED.value,
+                        stop_time=stamp,
+                        traceback="worker died during the run; task requeued",
+                    )
+                )
+                requeued = conn.execute(
+                    update(T)
+                    .where(
+                        T.c.id.in_(orphans),
+                        T.c.status.in_(IN_FLIGHT),
+                        T.c.assigned_worker_name.in_(owners),
+                    )
+                    .values(status=TaskStatus.QUEUED.value, assigned_worker_name="")
+                ).rowcount
+            stale = sorted(
+                row.id
+                for row in conn.execute(
+                    select(T.c.id).where(
+                        T.c.status == TaskStatus.QUEUED.value,
+                        T.c.stop_time.is_not(None),
+                        T.c.stop_time < stamp,
+                    )
                 )
             )
-            requeued = conn.execute(
-                update(T)
-                .where(orphaned)
-                .values(status=TaskStatus.QUEUED.value, assigned_worker_name="")
-            ).rowcount
-            expired = conn.execute(
-                update(T)
-                .where(
-                    T.c.status == TaskStatus.QUEUED.value,
-                    T.c.stop_time.is_not(None),
-                    T.c.stop_time < stamp,
-                )
-                .values(status=TaskStatus.EXPIRED.value)
-            ).rowcount
+            expired = 0
+            if stale:
+                expired = conn.execute(
+                    update(T)
+                    .where(T.c.id.in_(stale), T.c.status == TaskStatus.QUEUED.value)
+                    .values(status=TaskStatus.EXPIRED.value)
+                ).rowcount
         if requeued:
             log.warning("requeued %d task(s) of dead worker(s) %s", requeued, dead)
             self.ring()
         return Housekeeping(dead_workers=dead, requeued=requeued, expired=expired)
+
+
+def _serving_any(groups: Sequence[str]) -> ColumnElement[bool]:
+    """Workers whose list:string group_names holds one of these groups, matched as whole
+    names: autoescape keeps a '_' or '%' in a group name from acting as a LIKE wildcard."""
+    return or_(*(W.c.group_names.contains(f"|{g}|", autoescape=True) for g in groups))
 
 
 def _new_id(result: CursorResult[Any]) -> int:

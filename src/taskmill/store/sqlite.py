@@ -71,6 +71,12 @@ class SQLiteStore(Store):
     def ring(self) -> None:
         self.doorbell.ring()
 
+    def sync_clock(self) -> None:
+        pass  # one machine, one clock
+
+    def _lock_workers(self, conn: Connection) -> None:
+        pass  # BEGIN IMMEDIATE already serialises every write transaction
+
     def listen(self, worker_name: str) -> Listener | None:
         return self.doorbell.listen(worker_name)
 

@@ -1,0 +1,32 @@
+"""The application the benchmark's workers serve (`--app bench_app:sched`).
+
+The database comes from TASKMILL_BENCH_DB, set by run.py for each workload, so the
+worker processes, their children and the benchmark itself share one file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from taskmill import Scheduler
+
+
+def noop() -> None:
+    """Returns None: web2py semantics keep no scheduler_run row."""
+
+
+def small() -> int:
+    """Returns a small value: a scheduler_run row is written."""
+    return 1
+
+
+def stamp() -> float:
+    """When the task started, on the wall clock the enqueuer also reads."""
+    return time.time()
+
+
+sched = Scheduler(
+    os.environ.get("TASKMILL_BENCH_DB", "sqlite:///bench.db"),
+    tasks={"noop": noop, "small": small, "stamp": stamp},
+)

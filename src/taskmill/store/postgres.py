@@ -1,0 +1,125 @@
+"""PostgreSQL: many workers on many machines sharing one database.
+
+Claims are one statement (UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
+LOCKED) RETURNING), so concurrent workers never wait on each other's rows.
+queue_task sends NOTIFY in its own transaction; idle workers LISTEN on a
+dedicated connection and start a new task within milliseconds of its commit.
+What is due is decided by the database's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text, update
+
+from taskmill.records import Task
+from taskmill.schema import scheduler_task as T
+from taskmill.states import TaskStatus
+from taskmill.store.base import Listener, Store, sort_claimed
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "taskmill"
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+
+
+class PostgresListener:
+    """A LISTEN connection outside the pool; reconnects when the server comes back."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+        # while disconnected, select() waits on a pipe nobody writes to
+        self._idle_r, self._idle_w = os.pipe()
+        self._connect()
+
+    def _connect(self) -> None:
+        import psycopg
+
+        try:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+            self._conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            self._conn = None
+
+    def fileno(self) -> int:
+        if self._conn is None or self._conn.closed:
+            self._connect()
+        return self._idle_r if self._conn is None else int(self._conn.fileno())
+
+    def drain(self) -> int:
+        if self._conn is None:
+            return 0
+        pgconn = self._conn.pgconn
+        try:
+            pgconn.consume_input()
+        except Exception as exc:  # the server went away: reconnect on next fileno()
+            log.warning("LISTEN connection lost: %s", exc)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            return 1  # wake the worker so it looks at the queue once
+        count = 0
+        while pgconn.notifies() is not None:
+            count += 1
+        return count
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        for fd in (self._idle_r, self._idle_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class PostgresStore(Store):
+    poll_interval = 5.0  # a safety net: NOTIFY does the waking
+
+    def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
+        super().__init__(engine, local_time=local_time)
+
+    def _database_utc_now(self, conn: Connection) -> datetime | None:
+        value = conn.execute(text("SELECT clock_timestamp()")).scalar()
+        return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+    def wake_in(self, conn: Connection) -> bool:
+        conn.execute(_NOTIFY)
+        return True
+
+    def ring(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_NOTIFY)
+
+    def listen(self, worker_name: str) -> Listener | None:
+        url = self.engine.url.set(drivername="postgresql")
+        return PostgresListener(url.render_as_string(hide_password=False))
+
+    def _lock_workers(self, conn: Connection) -> None:
+        # one lock id for the ticker election; held until this transaction ends
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('taskmill-ticker'))"))
+
+    def claim_due_tasks(
+        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+    ) -> list[Task]:
+        if limit <= 0:
+            return []
+        due = (
+            self._due_ids(groups, self.now(), limit)
+            .with_for_update(skip_locked=True, of=T)
+            .scalar_subquery()
+        )
+        rows = conn.execute(
+            update(T)
+            .where(T.c.id.in_(due))
+            .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
+            .returning(*T.c)
+        ).all()
+        return sort_claimed([self._task(row) for row in rows])
