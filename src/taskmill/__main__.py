@@ -1,3 +1,3 @@
-from taskmill.cli import main
+from taskmill.cli import run
 
-main()
+run()

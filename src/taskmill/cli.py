@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -54,6 +53,20 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [to_jsonable(v) for v in value]
     return value
+
+
+class IsoTime(click.ParamType):
+    """ISO 8601 date-time, with or without an offset (naive means UTC)."""
+
+    name = "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date-time such as 2026-12-01T08:00:00+01:00")
 
 
 def app_option(required: bool = False) -> Callable[[FC], FC]:
@@ -133,8 +146,10 @@ def migrate(app: str | None, db: str | None) -> None:
 @click.option("--uuid")
 @click.option("--task-name")
 @click.option("--group", "group_name")
-@click.option("--start-time", type=click.DateTime(), help="not before (ISO, UTC unless zoned)")
-@click.option("--stop-time", type=click.DateTime())
+@click.option(
+    "--start-time", type=IsoTime(), help="not before (ISO 8601; UTC unless it has an offset)"
+)
+@click.option("--stop-time", type=IsoTime(), help="not started after (ISO 8601)")
 @click.option("--repeats", type=int)
 @click.option("--period", type=int)
 @click.option("--timeout", type=int)
@@ -256,5 +271,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     run()

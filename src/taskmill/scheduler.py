@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +33,7 @@ class Scheduler:
     def __init__(
         self,
         db: str | Engine,
-        tasks: dict[str, Callable[..., Any]] | None = None,
+        tasks: Mapping[str, Callable[..., Any]] | None = None,
         group_names: Sequence[str] | None = None,
         heartbeat: float = 3,
         max_empty_runs: int = 0,
@@ -61,7 +61,8 @@ class Scheduler:
             raise ConfigurationError("max_empty_runs must be an integer (0 = never stop)")
         # the registry is the dict given, not a copy: apps (and Eden's
         # TaskManager) add tasks to it after the Scheduler is built
-        self.tasks: dict[str, Callable[..., Any]] = tasks if tasks is not None else {}
+        registry = tasks if tasks is not None else {}
+        self.tasks = cast(dict[str, Callable[..., Any]], registry)
         self.group_names = groups
         self.heartbeat = float(heartbeat)
         self.max_empty_runs = max_empty_runs

@@ -97,9 +97,14 @@ class Worker:
         self.disabled = False
         self.is_ticker = False
         self.signals = 0
+        self._left = False
+        self._registered = False
+        self.commanded = False
         self._ring_after_commit = False
+        self._recorded = 0
         self.next_beat = 0.0
         self.empty_runs = 0
+        self._total_at_beat = -1
         self.total = 0
         self.errors = 0
         self.avg_duration = 0.0
@@ -120,26 +125,48 @@ class Worker:
             self._close()
             return EXIT_APP_ERROR
         try:
-            try:
-                self.store.register_worker(
-                    self.name, self.groups, self.stats(), self.sched.dead_after
-                )
-            except ConfigurationError as exc:
-                log.error("worker %s: %s", self.name, exc)
-                return EXIT_APP_ERROR
+            code = self._register()
+            if code is not None:
+                return code
             log.info("worker %s serving groups %s", self.name, self.groups)
             while not self.stopping:
                 self._guarded(self.loop_once)
-            self._guarded(self.shutdown)
+            while not self._left:
+                self._guarded(self.shutdown)
+                if self.hard_stop:
+                    break
         except DatabaseUnavailable as exc:
             log.error("worker %s: %s", self.name, exc)
             return EXIT_DATABASE
         finally:
             self._close()
-        return EXIT_FORCED if self.hard_stop else EXIT_OK
+        return EXIT_FORCED if self.hard_stop and not self.commanded else EXIT_OK
 
-    def _guarded(self, step: Any) -> None:
-        """Run one step; ride out database errors up to db_timeout."""
+    def _register(self) -> int | None:
+        """Join the database: retry while it is unreachable (up to db_timeout),
+        refuse clearly when the tables are missing or the name is taken."""
+        self._registered = False
+
+        def register() -> None:
+            if not self.store.tables_exist():
+                raise ConfigurationError(
+                    f"the taskmill tables do not exist in {self.store.url_text()}: "
+                    "run `taskmill migrate` (or Scheduler.create_tables()) first"
+                )
+            self.store.register_worker(self.name, self.groups, self.stats(), self.sched.dead_after)
+            self._registered = True
+
+        while not self._registered and not self.stopping:
+            try:
+                self._guarded(register, reraise=(ConfigurationError,))
+            except ConfigurationError as exc:
+                log.error("worker %s: %s", self.name, exc)
+                return EXIT_APP_ERROR
+        return None if self._registered else EXIT_OK
+
+    def _guarded(self, step: Any, reraise: tuple[type[Exception], ...] = ()) -> None:
+        """Run one step; ride out database errors up to db_timeout, and never let
+        an unexpected error (a malformed row, a bug) end the worker silently."""
         try:
             step()
         except _DB_ERRORS as exc:
@@ -154,6 +181,11 @@ class Worker:
             delay = min(5.0, 0.1 * 2 ** min(failing, 6))
             log.warning("worker %s: database error (%s); retrying in %.1f s", self.name, exc, delay)
             self._sleep(delay)
+        except reraise:
+            raise
+        except Exception:
+            log.exception("worker %s: unexpected error; carrying on in 1 s", self.name)
+            self._sleep(1.0)
         else:
             self._db_failing_since = None
 
@@ -191,6 +223,7 @@ class Worker:
             self.store.release_tasks(conn, self.name, [t.id for t in self.batch])
         self.batch.clear()
         self.store.unregister_worker(self.name)
+        self._left = True
         self.store.ring()  # released tasks and, if we were ticker, the role are free
         log.info("worker %s stopped after %d task(s)", self.name, self.total)
 
@@ -200,7 +233,11 @@ class Worker:
         if self.stopping:
             return
         if self.disabled:
-            self.flush()
+            with self._transaction() as conn:
+                self._record(conn)
+                if self.store.release_tasks(conn, self.name, [t.id for t in self.batch]):
+                    self._ring_after_commit = True
+            self.batch.clear()
             self._idle(self.next_beat - time.monotonic())
             return
         if not self.batch:
@@ -208,19 +245,12 @@ class Worker:
             if not claimed:
                 self._on_empty()
                 return
-            self.empty_runs = 0
             self.batch.extend(claimed)
         task = self.batch.popleft()
         outcome = self.execute(task)
         self.finish(outcome)
 
     def _on_empty(self) -> None:
-        self.empty_runs += 1
-        limit = self.sched.max_empty_runs
-        if limit and self.empty_runs >= limit:
-            log.info("worker %s: %d empty runs, exiting", self.name, self.empty_runs)
-            self.request_stop(0)
-            return
         self._idle(self._idle_timeout())
 
     def _idle_timeout(self) -> float:
@@ -251,25 +281,31 @@ class Worker:
                 self._record(conn)
 
     def _record(self, conn: Any) -> None:
+        """Write finished runs in `conn`'s transaction; they are forgotten only
+        once it commits (see _transaction), so a failed write loses nothing."""
         if not self.finished:
             return
-        finished, self.finished = self.finished, []
-        lost = self.store.record_outcomes(conn, self.name, finished)
+        lost = self.store.record_outcomes(conn, self.name, self.finished)
+        self._recorded = len(self.finished)
         for outcome in lost:
             log.warning(
                 "worker %s: task %s was taken from us (stopped or requeued); run recorded only",
                 self.name,
                 outcome.task.id,
             )
-        if any(s.resolves_dependencies or o.requeue for o, s in finished):
+        if any(s.resolves_dependencies or o.requeue for o, s in self.finished):
             self._ring_after_commit = True
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
-        """A store transaction; rings idle workers after commit if it freed work."""
+        """A store transaction; after commit, drops the results it wrote and
+        rings idle workers if it freed work."""
         self._ring_after_commit = False
+        self._recorded = 0
         with self.store.transaction() as conn:
             yield conn
+        del self.finished[: self._recorded]
+        self._recorded = 0
         if self._ring_after_commit:
             self.store.ring()
 
@@ -401,12 +437,14 @@ class Worker:
         release = [t.id for t in self.batch]
         with self._transaction() as conn:
             self._record(conn)
-            run.run_id = self.store.start_run(conn, self.name, run.task, run.started)
+            run_id = self.store.start_run(conn, self.name, run.task, run.started)
             if self.store.release_tasks(conn, self.name, release):
                 self._ring_after_commit = True
+        # only now, after the commit, do the run row and the release exist
         self.batch.clear()
+        run.run_id = run_id
         run.marked = True
-        run.lost = run.run_id is None
+        run.lost = run_id is None
         run.next_check = time.monotonic() + self.options.status_check_every
 
     def _was_stopped(self, run: Running) -> bool:
@@ -458,6 +496,7 @@ class Worker:
             log.warning("worker %s: its supervisor died; stopping", self.name)
             self.request_stop(self.options.grace)
         self.next_beat = now + self.sched.heartbeat
+        self._count_empty_run()
         self.store.sync_clock()
         beat = self.store.heartbeat(
             self.name, self.groups, self.stats(), ticker_lease=self.sched.heartbeat * 2
@@ -478,6 +517,17 @@ class Worker:
             log.info("worker %s: KILL requested", self.name)
             self.request_stop(0)
             self.hard_stop = True
+            self.commanded = True
+
+    def _count_empty_run(self) -> None:
+        """web2py's max_empty_runs counts heartbeats that passed without a task."""
+        idle = self.total == self._total_at_beat and self.current is None
+        self.empty_runs = self.empty_runs + 1 if idle else 0
+        self._total_at_beat = self.total
+        limit = self.sched.max_empty_runs
+        if limit and self.empty_runs >= limit and not self.stopping:
+            log.info("worker %s: %d empty runs, exiting", self.name, limit)
+            self.request_stop(0)
 
     def _orphaned(self) -> bool:
         """True when the `-n N` supervisor that started us is gone."""

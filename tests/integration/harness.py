@@ -323,7 +323,9 @@ class Cluster:
             raise AssertionError("; ".join(problems))
 
     def logs(self) -> str:
-        parts = [f"===== {w.log_path.name} (exit {w.returncode}) =====\n{w.log()}" for w in self.workers]
+        parts = [
+            f"===== {w.log_path.name} (exit {w.returncode}) =====\n{w.log()}" for w in self.workers
+        ]
         return "\n".join(parts) or "(no worker was started)"
 
     # ------------------------------------------------------------- database
@@ -369,7 +371,11 @@ class Cluster:
         def running() -> tuple[Task, Run] | None:
             task = self.task(task_id)
             runs = self.runs(task_id)
-            if task.status == TaskStatus.RUNNING.value and runs and runs[-1].status == RunStatus.RUNNING.value:
+            if (
+                task.status == TaskStatus.RUNNING.value
+                and runs
+                and runs[-1].status == RunStatus.RUNNING.value
+            ):
                 return task, runs[-1]
             return None
 
@@ -440,7 +446,9 @@ class _WorkerLogsOnFailure:
 
 
 @contextlib.contextmanager
-def cluster_for_test(request: pytest.FixtureRequest, db_url: str, **options: Any) -> Iterator[Cluster]:
+def cluster_for_test(
+    request: pytest.FixtureRequest, db_url: str, **options: Any
+) -> Iterator[Cluster]:
     """A Cluster for the requesting test, in its tmp_path, logs attached on failure."""
     manager = request.config.pluginmanager
     if manager.get_plugin(_PLUGIN_NAME) is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,11 +100,15 @@ class Store:
         self.engine = engine
         self.local_time = local_time
         self._clock_offset = timedelta(0)
+        self._clock_synced: float | None = None
 
     # ----------------------------------------------------------------- plumbing
     def now(self) -> datetime:
         """The clock that decides what is due (aware UTC): the database's where
         there is one, so workers on machines with skewed clocks agree."""
+        if self._clock_synced is None or time.monotonic() - self._clock_synced > 60:
+            self._clock_synced = time.monotonic()
+            self.sync_clock()
         return utc_now() + self._clock_offset
 
     def sync_clock(self) -> None:
@@ -112,6 +117,7 @@ class Store:
             before = utc_now()
             database_now = self._database_utc_now(conn)
             after = utc_now()
+        self._clock_synced = time.monotonic()
         if database_now is not None:
             self._clock_offset = database_now - (before + (after - before) / 2)
 
@@ -169,6 +175,13 @@ class Store:
     def listen(self, worker_name: str) -> Listener | None:
         """A wake-up source for an idle worker, or None if this backend only polls."""
         return None
+
+    def url_text(self) -> str:
+        """The database URL with any password hidden, for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def tables_exist(self) -> bool:
+        return inspect(self.engine).has_table(T.name)
 
     def dispose(self) -> None:
         self.engine.dispose()

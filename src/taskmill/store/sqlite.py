@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, update
@@ -22,6 +23,7 @@ from taskmill.schema import scheduler_task as T
 from taskmill.states import TaskStatus
 from taskmill.store.base import Listener, Store, sort_claimed
 from taskmill.store.doorbell import Doorbell
+from taskmill.timing import utc_now
 
 #: execution option marking a connection that only reads (plain deferred BEGIN)
 READ_ONLY = "taskmill_read_only"
@@ -71,8 +73,11 @@ class SQLiteStore(Store):
     def ring(self) -> None:
         self.doorbell.ring()
 
+    def now(self) -> datetime:
+        return utc_now()  # one machine, one clock
+
     def sync_clock(self) -> None:
-        pass  # one machine, one clock
+        pass
 
     def _lock_workers(self, conn: Connection) -> None:
         pass  # BEGIN IMMEDIATE already serialises every write transaction
