@@ -55,7 +55,7 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-class IsoTime(click.ParamType):
+class IsoTime(click.ParamType):  # type: ignore[type-arg]  # generic only since click 8.5
     """ISO 8601 date-time, with or without an offset (naive means UTC)."""
 
     name = "datetime"
