@@ -1,19 +1,21 @@
 """The application the benchmark's workers serve (`--app bench_app:sched`).
 
 The database comes from TASKMILL_BENCH_DB, set by run.py for each workload, so the
-worker processes, their children and the benchmark itself share one file.
+worker processes, their task children and the benchmark itself share one file.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from taskmill import Scheduler
 
 
 def noop() -> None:
-    """Returns None: web2py semantics keep no scheduler_run row."""
+    """Returns None: as in web2py, no scheduler_run row is kept."""
 
 
 def small() -> int:
@@ -22,11 +24,10 @@ def small() -> int:
 
 
 def stamp() -> float:
-    """When the task started, on the wall clock the enqueuer also reads."""
+    """When the task started, on the wall clock the enqueuing process also reads."""
     return time.time()
 
 
-sched = Scheduler(
-    os.environ.get("TASKMILL_BENCH_DB", "sqlite:///bench.db"),
-    tasks={"noop": noop, "small": small, "stamp": stamp},
-)
+TASKS: dict[str, Callable[..., Any]] = {"noop": noop, "small": small, "stamp": stamp}
+
+sched = Scheduler(os.environ.get("TASKMILL_BENCH_DB", "sqlite:///bench.db"), tasks=TASKS)

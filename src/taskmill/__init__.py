@@ -1,11 +1,15 @@
 """taskmill: a web2py-compatible background-task scheduler."""
 
 from taskmill.context import TaskContext, current_task
+from taskmill.deps import JobGraph
+from taskmill.explain import Explanation
 from taskmill.records import Queued, Run, Task, TaskReport, Worker
 from taskmill.scheduler import Scheduler
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 
 __all__ = [
+    "Explanation",
+    "JobGraph",
     "Queued",
     "Run",
     "RunStatus",

@@ -239,6 +239,19 @@ def workers(app: str | None, db: str | None, as_json: bool) -> None:
         )
 
 
+@main.command()
+@app_option()
+@db_option()
+@click.argument("ref")
+def why(app: str | None, db: str | None, ref: str) -> None:
+    """Explain in plain words why a task is (not) running."""
+    scheduler = open_scheduler(app, db)
+    explanation = scheduler.explain(parse_ref(ref))
+    click.echo(str(explanation))
+    if explanation.task_id is None:
+        sys.exit(1)
+
+
 @main.command("run-task")
 @app_option(required=True)
 @click.argument("task_id", type=int)

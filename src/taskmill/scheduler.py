@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taskmill.errors import ConfigurationError, InvalidReference
+from taskmill.explain import Explanation, explain
 from taskmill.records import Queued, Run, Task, TaskReport, Worker, decode_json_text
 from taskmill.schema import Tables, scheduler_task, tables
 from taskmill.states import WorkerStatus
@@ -156,6 +157,10 @@ class Scheduler:
     def runs(self, ref: TaskRef) -> list[Run]:
         task = self.store.find_task(self.condition(ref))
         return [] if task is None else self.store.runs_of(task.id)
+
+    def explain(self, ref: TaskRef) -> Explanation:
+        """Why the task is (not) running, in plain words; see explain.py."""
+        return explain(self, ref)
 
     # --------------------------------------------------------------- control
     def stop_task(self, ref: TaskRef) -> int:

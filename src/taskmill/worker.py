@@ -545,6 +545,7 @@ class Worker:
             "pid": os.getpid(),
             "child_pid": self.child.pid,
             "is_ticker": self.is_ticker,
+            "tasks": self.child.tasks,  # what this worker can run, for explain()
         }
 
     # ---------------------------------------------------------------- idle

@@ -311,6 +311,71 @@ class Store:
             )
             return {row.id: (row.status, row.assigned_worker_name or "") for row in rows}
 
+    # ------------------------------------------------------------ dependencies
+    def add_dependency(
+        self, job_name: str, parent: int, child: int, conn: Connection | None = None
+    ) -> int:
+        values = {"job_name": job_name, "task_parent": parent, "task_child": child}
+        statement = insert(D).values(can_visit=self._child_done(child, conn), **values)
+        if conn is not None:
+            return _new_id(conn.execute(statement))
+        with self.transaction() as own:
+            return _new_id(own.execute(statement))
+
+    def _child_done(self, child: int, conn: Connection | None) -> bool:
+        # an edge to an already completed child must not hold the parent forever
+        query = select(T.c.status).where(T.c.id == child)
+        if conn is not None:
+            status = conn.execute(query).scalar()
+        else:
+            with self.reading() as own:
+                status = own.execute(query).scalar()
+        return status == TaskStatus.COMPLETED.value
+
+    def dependencies(self, job_name: str) -> list[tuple[int, int]]:
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(D.c.task_parent, D.c.task_child).where(D.c.job_name == job_name)
+            )
+            return [(int(row.task_parent), int(row.task_child)) for row in rows]
+
+    def delete_dependencies(self, job_name: str) -> int:
+        with self.transaction() as conn:
+            count = conn.execute(delete(D).where(D.c.job_name == job_name)).rowcount
+        self.ring()  # parents held by those edges may be due now
+        return count
+
+    def blocking_tasks(self, task_id: int) -> list[tuple[int, str | None]]:
+        """(child id, child status) of the edges still holding task_id back."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(D.c.task_child, T.c.status)
+                .select_from(D.outerjoin(T, T.c.id == D.c.task_child))
+                .where(
+                    D.c.task_parent == task_id,
+                    or_(D.c.can_visit == False, D.c.can_visit.is_(None)),  # noqa: E712
+                )
+            )
+            return [(int(row.task_child), row.status) for row in rows]
+
+    def count_due_ahead(self, task: Task) -> int:
+        """Due QUEUED tasks of the same group that a worker would claim first."""
+        now = self.now()
+        stamp = self._db(task.next_run_time)
+        with self.reading() as conn:
+            value = conn.execute(
+                select(func.count())
+                .select_from(T)
+                .where(
+                    self.due_condition([task.group_name or ""], now),
+                    or_(
+                        T.c.next_run_time < stamp,
+                        and_(T.c.next_run_time == stamp, T.c.id < task.id),
+                    ),
+                )
+            ).scalar()
+        return int(value or 0)
+
     # ------------------------------------------------------------------ claims
     def due_condition(self, groups: Sequence[str], now: datetime) -> ColumnElement[bool]:
         stamp = self._db(now)

@@ -67,6 +67,12 @@ class Doorbell:
                 else:
                     log.debug("doorbell %s: %s", path, exc)
 
+    def close(self) -> None:
+        """Close the sending socket; a later ring() opens a new one."""
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
+
     def listen(self, name: str) -> DoorbellListener:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:40]

@@ -73,6 +73,10 @@ class SQLiteStore(Store):
     def ring(self) -> None:
         self.doorbell.ring()
 
+    def dispose(self) -> None:
+        self.doorbell.close()
+        super().dispose()
+
     def now(self) -> datetime:
         return utc_now()  # one machine, one clock
 
