@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 CODE_DIRS := $(wildcard src tests benchmarks examples)
 
 .DEFAULT_GOAL := test
-.PHONY: venv .venv demo test lint format bench clean distclean
+.PHONY: venv .venv demo test lint format bench clean distclean browser-deps
 
 venv .venv: $(STAMP)
 
@@ -25,7 +25,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo/run_demo.py
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium through Playwright (which never downloads a
+# browser here). Installed when missing if we are root and have apt-get; otherwise the
+# browser tests skip on a developer's machine and fail under CI=true.
+CHROMIUM ?= /usr/bin/chromium
+
+browser-deps:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "== installing chromium for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "note: $(CHROMIUM) is missing and cannot be installed here (needs root and" \
+		     "apt-get): browser tests will skip (and fail under CI=true)"; \
+	fi
+
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check $(CODE_DIRS)
 	$(BIN)/ruff format --check $(CODE_DIRS)
 	$(BIN)/mypy

@@ -2,6 +2,7 @@
 
 from taskmill.context import TaskContext, current_task
 from taskmill.deps import JobGraph
+from taskmill.eden import TaskManager
 from taskmill.explain import Explanation
 from taskmill.records import Queued, Run, Task, TaskReport, Worker
 from taskmill.scheduler import Scheduler
@@ -16,6 +17,7 @@ __all__ = [
     "Scheduler",
     "Task",
     "TaskContext",
+    "TaskManager",
     "TaskReport",
     "TaskStatus",
     "Worker",

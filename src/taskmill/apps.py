@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from taskmill.errors import AppImportError
 
 if TYPE_CHECKING:
+    from taskmill.eden import TaskManager
     from taskmill.scheduler import Scheduler
 
 
@@ -23,6 +24,13 @@ def load_app(spec: str) -> Scheduler:
     The object may be a Scheduler or anything with a `.scheduler` attribute
     holding one (Eden's TaskManager).
     """
+    return load_app_with_hooks(spec)[0]
+
+
+def load_app_with_hooks(spec: str) -> tuple[Scheduler, TaskManager | None]:
+    """load_app, and the object itself when it is a TaskManager: whoever runs the
+    app's tasks then wraps each run in its hooks (impersonate, commit, rollback)."""
+    from taskmill.eden import TaskManager
     from taskmill.scheduler import Scheduler
 
     if not isinstance(spec, str) or spec.count(":") != 1:
@@ -49,4 +57,4 @@ def load_app(spec: str) -> Scheduler:
         raise AppImportError(
             f"{spec} is a {type(obj).__name__}, not a taskmill Scheduler (or TaskManager)"
         )
-    return scheduler
+    return scheduler, (obj if isinstance(obj, TaskManager) else None)

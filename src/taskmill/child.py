@@ -21,8 +21,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from taskmill.apps import load_app
+from taskmill.apps import load_app_with_hooks
 from taskmill.context import TaskContext, reset_current_task, set_current_task
+from taskmill.eden import TaskManager, pop_user_id, task_hooks
 from taskmill.errors import AppImportError
 from taskmill.protocol import recv_message, send_message
 from taskmill.states import RunStatus
@@ -132,9 +133,15 @@ def encode_result(value: Any, function_name: str) -> str:
 class TaskRunner:
     """Runs one task message and reports how it went."""
 
-    def __init__(self, registry: dict[str, Callable[..., Any]], channel: Channel) -> None:
+    def __init__(
+        self,
+        registry: dict[str, Callable[..., Any]],
+        channel: Channel,
+        manager: TaskManager | None = None,
+    ) -> None:
         self.registry = registry
         self.channel = channel
+        self.manager = manager  # its hooks wrap every run (Eden's TaskManager apps)
         self._run_id: int | None = None
 
     def _ask_run_id(self) -> int | None:
@@ -161,6 +168,7 @@ class TaskRunner:
                     f"function {function_name!r} is not registered in this worker's tasks"
                 )
             args, kwargs = decode_arguments(message)
+            kwargs, user_id = pop_user_id(kwargs)
             token = set_current_task(
                 TaskContext(
                     id=int(message["id"]),
@@ -175,12 +183,10 @@ class TaskRunner:
             sys.stdout = capture
             if syncer is not None:
                 syncer.start()
-            value = function(*args, **kwargs)
-            report.update(
-                status=RunStatus.COMPLETED.value, result=encode_result(value, function_name)
-            )
-            if value is None:
-                report["result"] = None
+            with task_hooks(self.manager, user_id):
+                value = function(*args, **kwargs)
+                result = None if value is None else encode_result(value, function_name)
+            report.update(status=RunStatus.COMPLETED.value, result=result)
         except BaseException:
             report.update(status=RunStatus.FAILED.value, traceback=traceback.format_exc())
         finally:
@@ -194,8 +200,12 @@ class TaskRunner:
         return report
 
 
-def serve(channel: Channel, registry: dict[str, Callable[..., Any]]) -> None:
-    runner = TaskRunner(registry, channel)
+def serve(
+    channel: Channel,
+    registry: dict[str, Callable[..., Any]],
+    manager: TaskManager | None = None,
+) -> None:
+    runner = TaskRunner(registry, channel, manager)
     while True:
         message = recv_message(channel.sock)
         if message is None or message["type"] == "exit":
@@ -207,6 +217,23 @@ def serve(channel: Channel, registry: dict[str, Callable[..., Any]]) -> None:
             channel.send(report)
 
 
+def die_with_worker(worker_pid: int, every: float = 0.5) -> None:
+    """End this child, and whatever its task started, once its worker is gone.
+
+    A worker killed with SIGKILL cannot stop its child; the task would run on while
+    the ticker requeues it for another worker, and so run twice at the same time.
+    """
+
+    def watch() -> None:
+        while os.getppid() == worker_pid:
+            time.sleep(every)
+        if os.getpgrp() == os.getpid():  # we lead our own session (see executor.py)
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="taskmill-worker-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taskmill.child")
     parser.add_argument("--app", required=True)
@@ -214,15 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     # the worker decides when we stop; a terminal's Ctrl-C is not for us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_worker(os.getppid())
     sock = socket.socket(fileno=options.fd)
     channel = Channel(sock)
     try:
-        scheduler = load_app(options.app)
+        scheduler, manager = load_app_with_hooks(options.app)
     except AppImportError as exc:
         channel.send({"type": "fatal", "error": str(exc)})
         return 2
     channel.send({"type": "ready", "pid": os.getpid(), "tasks": sorted(scheduler.tasks)})
-    serve(channel, scheduler.tasks)
+    serve(channel, scheduler.tasks, manager)
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from taskmill.apps import load_app
+from taskmill.apps import load_app, load_app_with_hooks
 from taskmill.errors import TaskmillError
 from taskmill.records import Task, TaskReport
 from taskmill.scheduler import Scheduler
@@ -260,9 +260,12 @@ def run_task(app: str, task_id: int, record: bool) -> None:
     """Run a stored task in this process (for a debugger), with its stored args/vars."""
     from taskmill.debug import run_stored_task
 
-    scheduler = open_scheduler(app, None)
     try:
-        outcome = run_stored_task(scheduler, task_id, record=record)
+        scheduler, manager = load_app_with_hooks(app)
+    except TaskmillError as exc:
+        fail(str(exc))
+    try:
+        outcome = run_stored_task(scheduler, task_id, record=record, manager=manager)
     except TaskmillError as exc:
         fail(str(exc), 1)
     if outcome.output:
@@ -271,6 +274,25 @@ def run_task(app: str, task_id: int, record: bool) -> None:
         click.echo(outcome.traceback, err=True)
         sys.exit(1)
     click.echo(outcome.result if outcome.result is not None else "null")
+
+
+@main.command()
+@app_option(required=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
+@click.option("--port", type=click.IntRange(1, 65535), default=8181, show_default=True)
+def dashboard(app: str, host: str, port: int) -> None:
+    """Serve the web dashboard and JSON API (login: see docs/dashboard.md)."""
+    try:
+        import uvicorn
+
+        from taskmill.web import create_app
+    except ImportError as exc:
+        fail(f"the dashboard needs the web extra (pip install 'taskmill[web]'): {exc}")
+    scheduler = open_scheduler(app, None)
+    asgi = create_app(scheduler)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"Warning: the dashboard listens on {host}, not only on this machine", err=True)
+    uvicorn.run(asgi, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def run() -> None:

@@ -3,6 +3,8 @@
 The function runs in this very process (no child, no output capture), so a
 breakpoint() in the task stops right here. The task row is left alone unless
 `record=True`, which writes the run and updates the task as a worker would.
+For a TaskManager app the run is wrapped in its hooks, as in a worker: as the
+task's user, then commit() or rollback().
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ import traceback
 
 from taskmill.child import decode_arguments, encode_result
 from taskmill.context import TaskContext, reset_current_task, set_current_task
+from taskmill.eden import TaskManager, pop_user_id, task_hooks
 from taskmill.errors import TaskNotFound
 from taskmill.lifecycle import Outcome, settle
 from taskmill.scheduler import Scheduler
 from taskmill.states import RunStatus
 
 
-def run_stored_task(scheduler: Scheduler, task_id: int, *, record: bool = False) -> Outcome:
+def run_stored_task(
+    scheduler: Scheduler,
+    task_id: int,
+    *,
+    record: bool = False,
+    manager: TaskManager | None = None,
+) -> Outcome:
     store = scheduler.store
     task = store.get_task(task_id)
     if task is None:
@@ -30,6 +39,7 @@ def run_stored_task(scheduler: Scheduler, task_id: int, *, record: bool = False)
         if function is None:
             raise LookupError(f"function {task.function_name!r} is not registered in this app")
         args, kwargs = decode_arguments({"id": task.id, "args": task.args, "vars": task.vars})
+        kwargs, user_id = pop_user_id(kwargs)
         token = set_current_task(
             TaskContext(
                 id=task.id,
@@ -41,8 +51,10 @@ def run_stored_task(scheduler: Scheduler, task_id: int, *, record: bool = False)
                 _run_id=lambda: None,
             )
         )
-        value = function(*args, **kwargs)
-        outcome.result = None if value is None else encode_result(value, task.function_name or "")
+        with task_hooks(manager, user_id):
+            value = function(*args, **kwargs)
+            result = None if value is None else encode_result(value, task.function_name or "")
+        outcome.result = result
     except Exception:
         outcome.status = RunStatus.FAILED
         outcome.traceback = traceback.format_exc()

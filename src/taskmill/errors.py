@@ -20,6 +20,20 @@ class AppImportError(ConfigurationError):
     """`--app MODULE:OBJECT` could not be imported or is not a Scheduler."""
 
 
+class InvalidTask(TaskmillError, ValueError):
+    """A task was refused before anything was queued or run; `errors` maps each bad
+    field to a message, as queue_task's result does."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+
+
+class TaskHookError(TaskmillError):
+    """An application hook around a task run (Eden's impersonate or commit) failed,
+    or a task needs one that the application does not have."""
+
+
 class InvalidReference(TaskmillError, ValueError):
     """A task reference is neither an id, a uuid nor a SQLAlchemy condition."""
 

@@ -6,12 +6,13 @@ dashboard all reach the database through it (and through its store).
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine
+from sqlalchemy import ColumnElement, Connection, Engine, false
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ from taskmill.records import Queued, Run, Task, TaskReport, Worker, decode_json_
 from taskmill.schema import Tables, scheduler_task, tables
 from taskmill.states import WorkerStatus
 from taskmill.store import Store, open_store
-from taskmill.validation import QUEUE_KEYWORDS, TaskValidator
+from taskmill.validation import MAX_INT, QUEUE_KEYWORDS, TaskValidator
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,7 @@ class Scheduler:
         then written in the caller's transaction, becomes visible to workers
         when it commits and disappears if it rolls back.
         """
-        unknown = set(kwargs) - QUEUE_KEYWORDS
-        if unknown:
-            raise TypeError(f"queue_task() got unexpected keyword argument(s): {sorted(unknown)}")
-        now = self.store.now()
-        row, errors = self._validator.build_row(function, pargs, pvars, kwargs, now)
+        row, errors = self._task_row(function, pargs, pvars, kwargs)
         if errors:
             return Queued(id=None, uuid=None, errors=errors)
         conn = _connection_of(db)
@@ -129,12 +126,48 @@ class Scheduler:
             return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
         return Queued(id=task_id, uuid=row["uuid"], errors={})
 
+    def queue_unique_task(
+        self,
+        function: str | Callable[..., Any],
+        pargs: Sequence[Any] = (),
+        pvars: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Queued | None:
+        """queue_task, unless an active (QUEUED/ASSIGNED/RUNNING) task of the same
+        function has the same args and vars: then nothing is queued and None comes
+        back. Arguments are compared as JSON values, so key order and spacing do not
+        matter; the check and the insert are one atomic step across processes."""
+        row, errors = self._task_row(function, pargs, pvars, kwargs)
+        if errors:
+            return Queued(id=None, uuid=None, errors=errors)
+        wanted = (canonical_json(row["args"]), canonical_json(row["vars"]))
+
+        def same_arguments(args: str | None, vars: str | None) -> bool:
+            return (canonical_json(args), canonical_json(vars)) == wanted
+
+        try:
+            task_id = self.store.insert_unique_task(row, same_arguments)
+        except IntegrityError:
+            return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
+        return None if task_id is None else Queued(id=task_id, uuid=row["uuid"], errors={})
+
+    def _task_row(
+        self, function: Any, pargs: Any, pvars: Any, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        unknown = set(kwargs) - QUEUE_KEYWORDS
+        if unknown:
+            raise TypeError(f"queue_task() got unexpected keyword argument(s): {sorted(unknown)}")
+        return self._validator.build_row(function, pargs, pvars, kwargs, self.store.now())
+
     # ---------------------------------------------------------------- status
     def condition(self, ref: TaskRef) -> ColumnElement[bool]:
         """The SQL condition a task reference stands for."""
         if isinstance(ref, bool):
             raise InvalidReference("a task reference must be an id, a uuid or a condition")
         if isinstance(ref, int):
+            if not 0 < ref <= MAX_INT:
+                # no row has such an id, and PostgreSQL refuses to bind it as INTEGER
+                return false()
             return scheduler_task.c.id == ref
         if isinstance(ref, str):
             if not ref:
@@ -224,6 +257,17 @@ def _connection_of(db: Connection | Session | None) -> Connection | None:
     if isinstance(db, Session):
         return db.connection()
     raise TypeError(f"db must be a SQLAlchemy Connection or Session, not {type(db).__name__}")
+
+
+def canonical_json(text: str | None) -> str | None:
+    """One spelling of a JSON value (sorted keys, no spaces), so equal values compare
+    equal as text; None for text that is not JSON. Unlike comparing decoded Python
+    values, true and 1 stay different."""
+    try:
+        value = decode_json_text(text)
+    except ValueError:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _run_result(run: Run | None) -> Any:

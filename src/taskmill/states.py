@@ -37,6 +37,8 @@ class WorkerStatus(StrEnum):
     STOP_TASK = "STOP_TASK"
 
 
+#: a task in one of these states will run (again) without anyone requeueing it
+ACTIVE = (TaskStatus.QUEUED, TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 #: a task in one of these states is owned by a worker
 IN_FLIGHT = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 #: a task in one of these states will never run again unless requeued

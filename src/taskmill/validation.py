@@ -24,6 +24,9 @@ MAX_INT = 2**31 - 1
 #: encoded args or vars above this are refused (they are stored in one row)
 MAX_JSON_BYTES = 16 * 1024 * 1024
 
+#: the group of a task queued without group_name (web2py's default)
+DEFAULT_GROUP_NAME = "main"
+
 #: keyword arguments queue_task accepts besides pargs/pvars
 QUEUE_KEYWORDS = frozenset(
     {
@@ -233,7 +236,7 @@ class TaskValidator:
         checks = {
             "uuid": (task_uuid, 255),
             "task_name": (options.get("task_name") or function_name or "", STRING_LENGTH),
-            "group_name": (options.get("group_name", "main"), STRING_LENGTH),
+            "group_name": (options.get("group_name", DEFAULT_GROUP_NAME), STRING_LENGTH),
             "application_name": (
                 options.get("application_name", self.application_name),
                 STRING_LENGTH,

@@ -121,8 +121,11 @@ def returns_none() -> None:
     return None
 
 
-def append_audit(label: str = "") -> int:
-    """Records that it ran; returns how many times this task has run so far."""
+def append_audit(label: str = "", delay: float = 0) -> int:
+    """Records that it ran (after `delay` seconds); returns how many times this task
+    has run so far."""
+    if delay:
+        time.sleep(delay)
     return _write_audit(label)
 
 

@@ -72,14 +72,14 @@ def wait_for(
         time.sleep(interval)
 
 
-def _process_alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    # the state follows the parenthesised command name, which may contain spaces
+    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def descendants(pid: int) -> list[int]:
@@ -163,7 +163,7 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait()
         for pid in self.orphans:
-            if _process_alive(pid):
+            if process_running(pid):
                 # task children lead their own session: take their whole group
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 
 from taskmill import Scheduler
 from taskmill.errors import ConfigurationError
@@ -260,6 +260,25 @@ def test_claim_order_is_due_time_then_priority_then_id(store: Store) -> None:
     assert claim(store, limit=10) == [early_low, late_high_a, late_high_b, late_low, late_negative]
 
 
+def test_task_without_priority_ranks_as_priority_zero(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    high = add_task(store, next_run_time=due, priority=5)
+    with store.transaction() as conn:  # as web2py writes it: no priority column
+        conn.execute(
+            text(
+                "INSERT INTO scheduler_task (function_name, uuid, group_name, status, enabled,"
+                " args, vars, next_run_time, assigned_worker_name)"
+                " VALUES ('add', 'web2py-1', 'main', 'QUEUED', 'T', '[]', '{}', :due, '')"
+            ),
+            {"due": to_storage(due)},
+        )
+    web2py = store.find_task(T.c.uuid == "web2py-1")
+    assert web2py is not None
+    assert web2py.priority is None
+    low = add_task(store, next_run_time=due, priority=-5)
+    assert [claim(store, limit=1) for _ in range(3)] == [[high], [web2py.id], [low]]
+
+
 def test_limited_claim_takes_the_first_in_order(store: Store) -> None:
     now = store.now()
     add_task(store, next_run_time=now - timedelta(minutes=1), priority=100)
@@ -272,6 +291,38 @@ def test_claimed_task_is_not_claimed_again(store: Store) -> None:
     task_id = add_task(store)
     assert claim(store, worker="w1") == [task_id]
     assert claim(store, worker="w2") == []
+
+
+def test_group_names_are_matched_exactly(
+    store: Store, db_backend: str, request: pytest.FixtureRequest
+) -> None:
+    if db_backend == "mysql":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="MariaDB's default collation compares case- and trailing-space-"
+                "insensitively: a worker of 'main' claims tasks of 'MAIN' and 'main '",
+            )
+        )
+    add_task(store, group_name="MAIN")
+    add_task(store, group_name="main ")
+    assert claim(store, groups=["main"]) == []
+
+
+def test_uuids_are_matched_exactly(
+    store: Store, db_backend: str, request: pytest.FixtureRequest
+) -> None:
+    if db_backend == "mysql":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="MariaDB's default collation compares case-insensitively: "
+                "task_status('ABC') finds the task 'abc', and 'ABC' counts as a duplicate",
+            )
+        )
+    add_task(store, uuid="abc")
+    assert store.find_task(T.c.uuid == "ABC") is None
+    add_task(store, uuid="ABC")
 
 
 def test_has_due_task_and_next_due_time(store: Store) -> None:
@@ -361,7 +412,7 @@ def test_release_of_nothing_is_zero(store: Store) -> None:
 def test_start_run_marks_the_task_running_with_a_run_row(store: Store) -> None:
     task_id = add_task(store)
     claim(store)
-    task, run_id = start(store, task_id)
+    _, run_id = start(store, task_id)
     assert run_id is not None
     stored = get_task(store, task_id)
     assert stored.status == "RUNNING"
@@ -476,6 +527,35 @@ def test_outcome_of_a_task_taken_by_another_worker_is_lost(store: Store) -> None
     lost = finish(store, task, worker="w1")
     assert [o.task.id for o in lost] == [task_id]
     assert get_task(store, task_id).status == "ASSIGNED"
+
+
+def test_outcome_of_a_task_deleted_meanwhile_is_lost_without_error(store: Store) -> None:
+    task_id = add_task(store)
+    kept = add_task(store)
+    tasks = [get_task(store, i) for i in claim(store)]
+    with store.transaction() as conn:
+        conn.execute(T.delete().where(T.c.id == task_id))
+    now = store.now()
+    finished = []
+    for task in tasks:
+        outcome = Outcome(task, RunStatus.COMPLETED, now, now, result="1")
+        finished.append((outcome, settle(outcome, discard_results=False)))
+    with store.transaction() as conn:
+        lost = store.record_outcomes(conn, "w1", finished)
+    assert [o.task.id for o in lost] == [task_id]
+    assert runs(store, task_id) == []
+    assert get_task(store, kept).status == "COMPLETED"
+    assert [r.run_result for r in runs(store, kept)] == ["1"]
+
+
+def test_outcome_of_a_running_task_deleted_meanwhile_is_lost(store: Store) -> None:
+    task_id = add_task(store)
+    claim(store)
+    task, run_id = start(store, task_id)
+    with store.transaction() as conn:
+        conn.execute(T.delete().where(T.c.id == task_id))
+    assert [o.task.id for o in finish(store, task, run_id=run_id)] == [task_id]
+    assert runs(store, task_id) == []
 
 
 def test_completed_child_releases_its_parent(store: Store) -> None:
@@ -739,9 +819,7 @@ def test_set_worker_status_by_name(store: Store) -> None:
 def test_set_worker_status_by_group_and_name_needs_both(store: Store) -> None:
     store.register_worker("a", ["main"], {}, dead_after=DEAD_AFTER)
     store.register_worker("b", ["reports"], {}, dead_after=DEAD_AFTER)
-    assert (
-        store.set_worker_status(WorkerStatus.KILL, group_names=["main"], worker_names=["b"]) == 0
-    )
+    assert store.set_worker_status(WorkerStatus.KILL, group_names=["main"], worker_names=["b"]) == 0
 
 
 def test_set_worker_status_matches_whole_group_names(store: Store) -> None:
@@ -856,5 +934,36 @@ def test_duplicate_uuid_is_refused_on_every_backend(db_url: str) -> None:
         assert scheduler.queue_task("f", uuid="same").errors == {
             "uuid": "a task with this uuid exists"
         }
+    finally:
+        scheduler.store.dispose()
+
+
+@pytest.mark.parametrize("ref", [2**31, 2**63, 2**70, -1, 0])
+def test_id_no_row_can_have_finds_nothing(db_url: str, ref: int) -> None:
+    scheduler = Scheduler(db_url)
+    scheduler.create_tables()
+    try:
+        scheduler.queue_task("f")
+        assert scheduler.task_status(ref) is None
+        assert scheduler.task_status(ref, output=True) is None
+        assert scheduler.stop_task(ref) == 0
+        assert scheduler.requeue(ref) == 0
+    finally:
+        scheduler.store.dispose()
+
+
+def test_duplicate_uuid_in_the_callers_transaction_leaves_it_usable(db_url: str) -> None:
+    scheduler = Scheduler(db_url)
+    scheduler.create_tables()
+    try:
+        with scheduler.store.engine.begin() as conn:
+            first = scheduler.queue_task("f", uuid="same", db=conn)
+            second = scheduler.queue_task("f", uuid="same", db=conn)
+            third = scheduler.queue_task("f", uuid="other", db=conn)
+        assert first.errors == {}
+        assert second.errors == {"uuid": "a task with this uuid exists"}
+        assert third.errors == {}
+        assert scheduler.task_status("same") is not None
+        assert scheduler.task_status("other") is not None
     finally:
         scheduler.store.dispose()

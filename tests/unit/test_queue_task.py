@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 
 from taskmill import Scheduler
 from taskmill.records import Task
@@ -241,9 +240,7 @@ def test_bool_where_integer_expected_is_refused(sched: Scheduler, field: str) ->
     assert message.endswith("not True")
 
 
-@pytest.mark.parametrize(
-    "value", ["60", 1.5, float("nan"), float("inf"), None, [60]], ids=repr
-)
+@pytest.mark.parametrize("value", ["60", 1.5, float("nan"), float("inf"), None, [60]], ids=repr)
 def test_non_integer_period_is_refused(sched: Scheduler, value: Any) -> None:
     assert refused(sched, "period", "add", [1, 2], period=value).startswith(
         "period must be an integer >= 0"
@@ -376,9 +373,7 @@ def test_bad_args_and_bad_vars_are_both_reported(sched: Scheduler) -> None:
 
 def test_duplicate_uuid_is_refused(sched: Scheduler) -> None:
     assert sched.queue_task("add", [1, 2], uuid="nightly").errors == {}
-    assert refused(sched, "uuid", "add", [3, 4], uuid="nightly") == (
-        "a task with this uuid exists"
-    )
+    assert refused(sched, "uuid", "add", [3, 4], uuid="nightly") == "a task with this uuid exists"
     assert task_count(sched) == 1
 
 

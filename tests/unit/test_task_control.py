@@ -304,3 +304,60 @@ def test_requeue_by_condition_counts_only_requeueable_tasks(sched: Scheduler) ->
 
 def test_requeue_of_missing_task_is_zero(sched: Scheduler) -> None:
     assert sched.requeue("nope") == 0
+
+
+# ------------------------------------------------------------------ worker control
+
+
+@pytest.fixture
+def crew(sched: Scheduler) -> Scheduler:
+    """Three registered workers: a (main), b (main, slow), c (slow)."""
+    for name, groups in (("a", ["main"]), ("b", ["main", "slow"]), ("c", ["slow"])):
+        sched.store.register_worker(name, groups, {"total": 0}, dead_after=sched.dead_after)
+    return sched
+
+
+def worker_statuses(sched: Scheduler) -> dict[str, str | None]:
+    return {name: w.status for name, w in sched.get_workers().items()}
+
+
+def test_get_workers_describes_each_worker(crew: Scheduler) -> None:
+    found = crew.get_workers()
+    assert list(found) == ["a", "b", "c"]
+    worker = found["b"]
+    assert (worker.status, worker.is_ticker) == ("ACTIVE", False)
+    assert worker.group_names == ["main", "slow"]
+    assert worker.worker_stats == {"total": 0}
+    assert worker.last_heartbeat is not None and worker.last_heartbeat.tzinfo is not None
+
+
+def test_disable_defaults_to_the_schedulers_groups(crew: Scheduler) -> None:
+    assert crew.disable() == 2
+    assert worker_statuses(crew) == {"a": "DISABLED", "b": "DISABLED", "c": "ACTIVE"}
+
+
+def test_resume_by_group_name_string(crew: Scheduler) -> None:
+    crew.disable(group_names=["main", "slow"])
+    assert crew.resume("slow") == 2
+    assert worker_statuses(crew) == {"a": "DISABLED", "b": "ACTIVE", "c": "ACTIVE"}
+
+
+def test_terminate_by_worker_name(crew: Scheduler) -> None:
+    assert crew.terminate(worker_name="c") == 1
+    assert worker_statuses(crew) == {"a": "ACTIVE", "b": "ACTIVE", "c": "TERMINATE"}
+
+
+def test_kill_by_worker_names(crew: Scheduler) -> None:
+    assert crew.kill(worker_name=["a", "c", "nobody"]) == 2
+    assert worker_statuses(crew) == {"a": "KILL", "b": "ACTIVE", "c": "KILL"}
+
+
+def test_control_of_an_unserved_group_changes_nothing(crew: Scheduler) -> None:
+    assert crew.kill("reports") == 0
+    assert set(worker_statuses(crew).values()) == {"ACTIVE"}
+
+
+@pytest.mark.parametrize("keyword", ["group_names", "worker_name"])
+def test_control_of_an_empty_list_changes_nothing(crew: Scheduler, keyword: str) -> None:
+    assert crew.kill(**{keyword: []}) == 0
+    assert set(worker_statuses(crew).values()) == {"ACTIVE"}

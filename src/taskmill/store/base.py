@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,9 +26,11 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    bindparam,
     delete,
     event,
     exists,
+    false,
     func,
     insert,
     inspect,
@@ -47,7 +49,7 @@ from taskmill.schema import (
     scheduler_task_deps,
     scheduler_worker,
 )
-from taskmill.states import IN_FLIGHT, REQUEUEABLE, RunStatus, TaskStatus, WorkerStatus
+from taskmill.states import ACTIVE, IN_FLIGHT, REQUEUEABLE, RunStatus, TaskStatus, WorkerStatus
 from taskmill.timing import from_storage, to_storage, utc_now
 
 log = logging.getLogger(__name__)
@@ -227,6 +229,35 @@ class Store:
             self.ring()
         return new_id
 
+    def insert_unique_task(
+        self, values: dict[str, Any], same_as: Callable[[str | None, str | None], bool]
+    ) -> int | None:
+        """Insert a task unless an active (QUEUED/ASSIGNED/RUNNING) task of the same
+        function has args and vars text for which `same_as(args, vars)` is true;
+        None when there is one. The check and the insert are atomic across
+        processes: writers of the same function name are serialised."""
+        function_name = str(values["function_name"])
+        row = {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in values.items()}
+        query = select(T.c.args, T.c.vars).where(
+            T.c.function_name == function_name, T.c.status.in_(ACTIVE)
+        )
+        with self.serialised_transaction(f"unique-task:{function_name}") as conn:
+            if any(same_as(found.args, found.vars) for found in conn.execute(query)):
+                return None
+            new_id = _new_id(conn.execute(insert(T).values(**row)))
+            woken = self.wake_in(conn)
+        if not woken:
+            self.ring()
+        return new_id
+
+    @contextmanager
+    def serialised_transaction(self, key: str) -> Iterator[Connection]:
+        """A write transaction that never runs beside another one holding the same
+        key, in any process. The default relies on the database serialising
+        writers (SQLite's BEGIN IMMEDIATE); server backends take a named lock."""
+        with self.transaction() as conn:
+            yield conn
+
     def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
         """Bulk insert in one transaction (ids are not returned)."""
         converted = [
@@ -278,8 +309,11 @@ class Store:
             self.ring()
         return count
 
-    def requeue_tasks(self, condition: ColumnElement[bool]) -> int:
+    def requeue_tasks(self, condition: ColumnElement[bool], *, restart: bool = False) -> int:
+        """FAILED/TIMEOUT/STOPPED/EXPIRED -> QUEUED, due now, failures forgotten;
+        `restart` also clears times_run, so the repeats start over (Eden's reset)."""
         now = self._db(self.now())
+        counters = {"times_failed": 0, **({"times_run": 0} if restart else {})}
         with self.transaction() as conn:
             # a stop_time already passed would expire the task again at once
             conn.execute(
@@ -294,7 +328,7 @@ class Store:
                     status=TaskStatus.QUEUED.value,
                     next_run_time=now,
                     assigned_worker_name="",
-                    times_failed=0,
+                    **counters,
                 )
             ).rowcount
         if count:
@@ -396,7 +430,8 @@ class Store:
         return (
             select(T.c.id)
             .where(self.due_condition(groups, now))
-            .order_by(T.c.next_run_time, T.c.priority.desc(), T.c.id)
+            # web2py leaves priority NULL; PostgreSQL would sort NULL first in DESC
+            .order_by(T.c.next_run_time, func.coalesce(T.c.priority, 0).desc(), T.c.id)
             .limit(limit)
         )
 
@@ -497,34 +532,76 @@ class Store:
         worker_name: str,
         finished: Sequence[tuple[Outcome, Settlement]],
     ) -> list[Outcome]:
-        """Write finished runs; returns those whose task was no longer ours."""
-        lost: list[Outcome] = []
+        """Write finished runs; returns those whose task was no longer ours.
+
+        A batch costs a fixed number of statements, not a few per task: one
+        locking read finds which tasks are still ours, then one executemany per
+        shape of update and one multi-row insert of run rows.
+        """
+        if not finished:
+            return []
+        ids = sorted({outcome.task.id for outcome, _ in finished})
+        owned = {
+            row.id
+            for row in conn.execute(
+                select(T.c.id)
+                .where(
+                    T.c.id.in_(ids),
+                    T.c.status.in_(IN_FLIGHT),
+                    T.c.assigned_worker_name == worker_name,
+                )
+                .with_for_update()
+            )
+        }
+        lost = [outcome for outcome, _ in finished if outcome.task.id not in owned]
+        existing = owned | (
+            {row.id for row in conn.execute(select(T.c.id).where(T.c.id.in_(ids)))}
+            if lost
+            else set()
+        )
+        self._update_owned_tasks(conn, [(o, s) for o, s in finished if o.task.id in owned])
+        new_runs: list[dict[str, Any]] = []
+        for outcome, settlement in finished:
+            if outcome.task.id not in existing:
+                continue  # deleted meanwhile: a run row would break its foreign key
+            row = self._write_run(conn, worker_name, outcome, settlement)
+            if row is not None:
+                new_runs.append(row)
+        if new_runs:
+            conn.execute(insert(R), new_runs)
+        resolved = [
+            o.task.id for o, s in finished if o.task.id in owned and s.resolves_dependencies
+        ]
+        if resolved:
+            conn.execute(update(D).where(D.c.task_child.in_(resolved)).values(can_visit=True))
+        return lost
+
+    def _update_owned_tasks(
+        self, conn: Connection, finished: Sequence[tuple[Outcome, Settlement]]
+    ) -> None:
+        """One executemany per set of columns changed (usually a single one)."""
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for outcome, settlement in finished:
             values = {
                 k: (self._db(v) if k in _TASK_TIMES else v)
                 for k, v in settlement.task_values.items()
             }
-            owned = conn.execute(
+            shape = tuple(sorted(values))
+            shapes.setdefault(shape, []).append(
+                {"task_id_": outcome.task.id, **{f"{k}_": v for k, v in values.items()}}
+            )
+        for shape, params in shapes.items():
+            statement = (
                 update(T)
-                .where(
-                    T.c.id == outcome.task.id,
-                    T.c.status.in_(IN_FLIGHT),
-                    T.c.assigned_worker_name == worker_name,
-                )
-                .values(**values)
-            ).rowcount
-            if not owned:
-                lost.append(outcome)
-            self._write_run(conn, worker_name, outcome, settlement)
-            if owned and settlement.resolves_dependencies:
-                conn.execute(
-                    update(D).where(D.c.task_child == outcome.task.id).values(can_visit=True)
-                )
-        return lost
+                .where(T.c.id == bindparam("task_id_"))
+                .values({name: bindparam(f"{name}_") for name in shape})
+            )
+            conn.execute(statement, params)
 
     def _write_run(
         self, conn: Connection, worker_name: str, outcome: Outcome, settlement: Settlement
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Update or delete the run's row; a new row is returned for a batch insert."""
         if outcome.requeue:
             if outcome.run_id is not None:
                 conn.execute(
@@ -537,11 +614,11 @@ class Store:
                         traceback=outcome.traceback,
                     )
                 )
-            return
+            return None
         if not settlement.keep_run:
             if outcome.run_id is not None:
                 conn.execute(delete(R).where(R.c.id == outcome.run_id))
-            return
+            return None
         values = {
             "status": outcome.status.value,
             "start_time": self._db(outcome.started),
@@ -552,9 +629,9 @@ class Store:
             "worker_name": worker_name,
         }
         if outcome.run_id is None:
-            self._insert_run(conn, task_id=outcome.task.id, **values)
-        else:
-            conn.execute(update(R).where(R.c.id == outcome.run_id).values(**values))
+            return {"task_id": outcome.task.id, **values}
+        conn.execute(update(R).where(R.c.id == outcome.run_id).values(**values))
+        return None
 
     # ----------------------------------------------------------------- workers
     def register_worker(
@@ -670,10 +747,11 @@ class Store:
         group_names: Sequence[str] | None = None,
         worker_names: Sequence[str] | None = None,
     ) -> int:
+        # None means "any"; an empty list matches no worker (never all of them)
         conditions: list[ColumnElement[bool]] = []
-        if group_names:
+        if group_names is not None:
             conditions.append(_serving_any(group_names))
-        if worker_names:
+        if worker_names is not None:
             conditions.append(W.c.worker_name.in_(list(worker_names)))
         with self.transaction() as conn:
             count = conn.execute(update(W).where(*conditions).values(status=status.value)).rowcount
@@ -757,7 +835,7 @@ class Store:
 def _serving_any(groups: Sequence[str]) -> ColumnElement[bool]:
     """Workers whose list:string group_names holds one of these groups, matched as whole
     names: autoescape keeps a '_' or '%' in a group name from acting as a LIKE wildcard."""
-    return or_(*(W.c.group_names.contains(f"|{g}|", autoescape=True) for g in groups))
+    return or_(false(), *(W.c.group_names.contains(f"|{g}|", autoescape=True) for g in groups))
 
 
 def _new_id(result: CursorResult[Any]) -> int:

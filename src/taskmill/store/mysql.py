@@ -8,11 +8,21 @@ so concurrent workers skip each other's rows instead of waiting on them.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
+from taskmill.errors import StoreError
 from taskmill.store.base import Store
+
+log = logging.getLogger(__name__)
+
+#: seconds serialised_transaction waits for another process to release its lock
+LOCK_WAIT = 30
 
 
 class MySQLStore(Store):
@@ -21,3 +31,31 @@ class MySQLStore(Store):
     def _database_utc_now(self, conn: Connection) -> datetime | None:
         value = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar()
         return value.replace(tzinfo=UTC) if isinstance(value, datetime) else None
+
+    @contextlib.contextmanager
+    def serialised_transaction(self, key: str) -> Iterator[Connection]:
+        # GET_LOCK names are server-wide and at most 64 characters: hash the
+        # database name with the key. The lock belongs to the session, not the
+        # transaction, so it is released explicitly once the transaction ended
+        # (and by the server if the connection dies first).
+        database = self.engine.url.database or ""
+        digest = hashlib.sha1(f"{database}\0{key}".encode()).hexdigest()
+        name = f"taskmill:{digest}"
+        with self.engine.connect() as conn:
+            got = conn.execute(
+                text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": LOCK_WAIT}
+            ).scalar()
+            # end the statement's transaction: the work below must read a
+            # snapshot taken after the lock was granted, not before
+            conn.commit()
+            if got != 1:
+                raise StoreError(f"could not take lock {key!r} within {LOCK_WAIT} s")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                try:
+                    conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+                    conn.commit()
+                except Exception:  # the session is gone, and its lock with it
+                    log.warning("could not release lock %r", key, exc_info=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +101,19 @@ class PostgresStore(Store):
     def listen(self, worker_name: str) -> Listener | None:
         url = self.engine.url.set(drivername="postgresql")
         return PostgresListener(url.render_as_string(hide_password=False))
+
+    @contextlib.contextmanager
+    def serialised_transaction(self, key: str) -> Iterator[Connection]:
+        # a transaction-level advisory lock: released by commit or rollback, and
+        # by the server if this connection dies, so it can never be left behind.
+        # Under READ COMMITTED (the default) each later statement sees what the
+        # previous holder committed.
+        with self.transaction() as conn:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('taskmill'), hashtext(:key))"),
+                {"key": key},
+            )
+            yield conn
 
     def _lock_workers(self, conn: Connection) -> None:
         # one lock id for the ticker election; held until this transaction ends

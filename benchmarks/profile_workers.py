@@ -1,0 +1,537 @@
+"""Where a taskmill worker's time goes, written as text under benchmarks/profiles/.
+
+Three kinds of profile, of 2 workers on SQLite as in run.py:
+
+  operations  the cost of each step of the task life-cycle, timed one at a time in
+          this process (queue_task, the idle-path read, a claim of 50, writing 50
+          results, the worker-child round trip), next to the same step in plain
+          sqlite3 (benchmarks/sql_baseline.py): microseconds per task.
+  phases  each worker runs with timing probes wrapped around a few of its methods
+          (in the worker process only; taskmill's code is not changed) and the time
+          between probes is added up by phase: waiting for the write lock (BEGIN
+          IMMEDIATE), writing results, claiming, running tasks, idle-path reads.
+          Drain: phases per worker in the steady part. Pickup: per task, the time from
+          queue_task to the task's start split into steps, as percentiles.
+  py-spy  (--py-spy; needs `pip install py-spy`, not a project dependency) the no-op
+          drain sampled with py-spy, wall time (--idle: waiting included) per function,
+          inclusive, for the worker processes and for their task children. (py-spy's
+          CPU-only mode misreads sleeping threads as busy on this VM, so it is not used.)
+
+The probes and the operations name taskmill internals (Worker._transaction,
+Store.record_outcomes, ...): when those change, update PROBES and the operations.
+
+Usage:
+  python benchmarks/profile_workers.py                  # operations and phases
+  python benchmarks/profile_workers.py --py-spy         # also the py-spy profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import contextlib
+import functools
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import taskmill
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402
+
+PROFILES = HERE / "profiles"
+TRACE_ENV = "TASKMILL_BENCH_TRACE_DIR"
+
+# (module, class, method, probe name): a probe logs "<name>>" on entry, "<name><" on return
+PROBES = [
+    ("taskmill.worker", "Worker", "_idle", "idle"),
+    ("taskmill.worker", "Worker", "maybe_heartbeat", "beat"),
+    ("taskmill.store.base", "Store", "has_due_task", "has_due"),
+    ("taskmill.store.base", "Store", "next_due_time", "next_due"),
+    ("taskmill.store.base", "Store", "record_outcomes", "record"),
+    ("taskmill.store.sqlite", "SQLiteStore", "claim_due_tasks", "claim"),
+    ("taskmill.executor", "ChildProcess", "send_task", "send"),
+]
+
+# ---------------------------------------------------------------- inside a probed worker
+Event = list[Any]  # [time.time(), tag, detail]
+
+
+def install_probes(log: list[Event]) -> None:
+    import importlib
+
+    for module_name, class_name, method, name in PROBES:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        original = getattr(cls, method)
+
+        def wrapper(*args: Any, _f: Any = original, _n: str = name, **kwargs: Any) -> Any:
+            log.append([time.time(), f"{_n}>", None])
+            result = _f(*args, **kwargs)
+            detail = len(result) if isinstance(result, list) else None
+            log.append([time.time(), f"{_n}<", detail])
+            return result
+
+        setattr(cls, method, functools.wraps(original)(wrapper))
+
+    from taskmill import worker
+
+    original_tx = worker.Worker._transaction
+
+    @contextlib.contextmanager
+    def transaction(self: Any) -> Iterator[Any]:
+        log.append([time.time(), "tx>", None])  # about to BEGIN IMMEDIATE
+        with original_tx(self) as conn:
+            log.append([time.time(), "tx-begun", None])  # holds the write lock
+            yield conn
+            log.append([time.time(), "tx-commit", None])
+        log.append([time.time(), "tx-done", None])
+
+    worker.Worker._transaction = transaction  # type: ignore[method-assign]
+
+
+def probed_worker(argv: list[str]) -> int:
+    """Entry point of a worker process with probes: argv is taskmill's command line."""
+    log: list[Event] = []
+    out = Path(os.environ[TRACE_ENV]) / f"trace-{os.getpid()}.json"
+    atexit.register(lambda: out.write_text(json.dumps(log)))
+    install_probes(log)
+    from taskmill.cli import main
+
+    try:
+        main(argv)
+    finally:
+        out.write_text(json.dumps(log))
+    return 0
+
+
+# ------------------------------------------------------------------------ running them
+def start_probed_workers(db: run.Db, trace_dir: Path, count: int) -> run.Procs:
+    env = run.worker_env(db.url)
+    env[TRACE_ENV] = str(trace_dir)
+    procs = run.Procs()
+    for index in range(1, count + 1):
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--as-worker",
+            "--log-level",
+            "WARNING",
+            "worker",
+            "--app",
+            "bench_app:sched",
+            "--name",
+            f"probed-{index}",
+        ]
+        procs.start(command, env, db.directory, db.log)
+    return procs
+
+
+def load_traces(trace_dir: Path) -> dict[str, list[Event]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(trace_dir.glob("trace-*.json"))}
+
+
+PHASE_AFTER = {
+    "tx>": "waiting for the write lock (BEGIN IMMEDIATE)",
+    "tx-begun": "in transaction: writing results",
+    "record<": "in transaction: claiming",
+    "claim<": "in transaction: claiming",
+    "tx-commit": "COMMIT",
+    "tx-done": "running tasks (child round trips, settle)",
+    "send>": "running tasks (child round trips, settle)",
+    "send<": "running tasks (child round trips, settle)",
+    "has_due>": "idle-path reads (has_due_task, next_due_time)",
+    "next_due>": "idle-path reads (has_due_task, next_due_time)",
+    "idle>": "idle (waiting for a wake-up)",
+    "beat>": "heartbeat",
+}
+
+
+def drain_phases(traces: dict[str, list[Event]]) -> list[str]:
+    lines = []
+    for name, events in traces.items():
+        claims = [i for i, e in enumerate(events) if e[1] == "claim<" and e[2]]
+        if len(claims) < 6:
+            continue
+        first, last = claims[2], claims[-2]  # the steady part: skip start-up and the tail
+        part = events[first : last + 1]
+        span = part[-1][0] - part[0][0]
+        tasks = sum(e[2] for e in part[1:] if e[1] == "claim<" and e[2])
+        batches = sum(1 for e in part[1:] if e[1] == "claim<" and e[2])
+        spent: dict[str, float] = collections.defaultdict(float)
+        phase = "running tasks (child round trips, settle)"
+        for previous, current in itertools.pairwise(part):
+            spent[phase] += current[0] - previous[0]
+            phase = PHASE_AFTER.get(current[1], phase)
+        lines.append(
+            f"worker {name}: {tasks:,} tasks in {span:.2f} s ({tasks / span:,.0f} tasks/s), "
+            f"{batches} batches of {tasks / batches:.1f} on average"
+        )
+        lines.append(f"  {'phase':48s} {'share':>6s} {'us/task':>9s} {'ms/batch':>9s}")
+        for phase_name, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+            lines.append(
+                f"  {phase_name:48s} {100 * seconds / span:5.1f}% "
+                f"{seconds / tasks * 1e6:9.1f} {seconds / batches * 1e3:9.2f}"
+            )
+        lines.append("")
+    return lines
+
+
+def profile_drain_phases(tmp: Path, tasks: int) -> list[str]:
+    db = run.fresh_db(tmp, "phases-drain")
+    trace_dir = db.directory / "traces"
+    trace_dir.mkdir()
+    run.bulk_insert(db, "noop", tasks)
+    run.say(f"phases: drain of {tasks:,} no-op tasks, 2 probed workers")
+    began = time.perf_counter()
+    with run.started(start_probed_workers(db, trace_dir, 2)) as procs:
+        run.wait_for(lambda: run.completed(db) >= tasks, 300, "the drain")
+        elapsed = time.perf_counter() - began
+        procs.stop()
+    header = (
+        f"drain: {tasks:,} no-op tasks in {elapsed:.1f} s from start ({tasks / elapsed:,.0f}/s)"
+    )
+    return [header, "", *drain_phases(load_traces(trace_dir))]
+
+
+def pickup_steps(
+    sent: list[tuple[int, float, float]],
+    inserts: list[tuple[float, float]],
+    starts: dict[int, float],
+    traces: dict[str, list[Event]],
+) -> list[dict[str, float]]:
+    """Per task: the enqueue, the winner's wake-up, read, lock wait, claim, hand-over."""
+    steps = []
+    for (task_id, before, _after), (insert_began, insert_done) in zip(sent, inserts, strict=True):
+        began = starts[task_id]
+        sends = [
+            (e[0], name)
+            for name, events in traces.items()
+            for e in events
+            if e[1] == "send>" and insert_began <= e[0] <= began
+        ]
+        if not sends:
+            continue
+        send_time, winner = max(sends)
+        window = [e for e in traces[winner] if insert_began <= e[0] <= send_time]
+
+        def last(tag: str, events: list[Event] = window) -> float | None:
+            found = [e[0] for e in events if e[1] == tag]
+            return found[-1] if found else None
+
+        marks = [
+            ("queue_task before the INSERT", before, insert_began),
+            ("INSERT + COMMIT + ring, until wake-up", insert_began, last("idle<")),
+            ("woken: has_due_task read", last("has_due>"), last("has_due<")),
+            ("waiting for the write lock", last("tx>"), last("tx-begun")),
+            ("claim UPDATE .. RETURNING", last("claim>"), last("claim<")),
+            ("COMMIT", last("tx-commit"), last("tx-done")),
+            ("hand-over to the child, task starts", send_time, began),
+        ]
+        row = {"total": (began - before) * 1000, "enqueue call": (insert_done - before) * 1000}
+        for label, start, end in marks:
+            if start is not None and end is not None and end >= start:
+                row[label] = (end - start) * 1000
+        steps.append(row)
+    return steps
+
+
+def profile_pickup_phases(tmp: Path, count: int) -> list[str]:
+    db = run.fresh_db(tmp, "phases-pickup")
+    trace_dir = db.directory / "traces"
+    trace_dir.mkdir()
+    sched = db.scheduler()
+    inserts: list[tuple[float, float]] = []
+    original = sched.store.insert_task
+
+    def timed_insert(*args: Any, **kwargs: Any) -> int:
+        began = time.time()
+        task_id = original(*args, **kwargs)
+        inserts.append((began, time.time()))
+        return task_id
+
+    sched.store.insert_task = timed_insert  # type: ignore[method-assign]
+    run.say(f"phases: pickup of {count} tasks, 2 probed idle workers")
+    with run.started(start_probed_workers(db, trace_dir, 2)) as procs:
+        workers_sql = "SELECT count(*) FROM scheduler_worker"
+        with contextlib.closing(sqlite3.connect(db.path)) as conn:
+            run.wait_for(lambda: db.count(conn, workers_sql) >= 2, 60, "workers")
+        time.sleep(0.5)
+        sent = run.pace(count, 0.02, lambda: int(sched.queue_task("stamp").id or 0))
+        figures = run.latencies(db, sent)
+        procs.stop()
+    sched.store.dispose()
+    with contextlib.closing(sqlite3.connect(db.path)) as conn:
+        starts = {
+            task_id: float(json.loads(result))
+            for task_id, result in conn.execute("SELECT task_id, run_result FROM scheduler_run")
+        }
+    steps = pickup_steps(sent, inserts, starts, load_traces(trace_dir))
+    lines = [
+        f"pickup: {count} tasks, one every 20 ms, 2 idle probed workers; latency p50 "
+        f"{figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms (probes add a little)",
+        "",
+        "Steps of the winning worker (the one that ran the task), in ms. 'INSERT + COMMIT +",
+        "ring, until wake-up' runs from the start of the enqueuer's insert_task to the",
+        "winner's return from its idle wait (tasks whose winner was not idle are left out).",
+        "",
+        f"  {'step':40s} {'p50':>7s} {'p90':>7s} {'p99':>7s} {'mean':>7s}",
+    ]
+    for label in steps[0]:
+        values = [s[label] for s in steps if label in s]
+        lines.append(
+            f"  {label:40s} {run.percentile(values, 50):7.2f} {run.percentile(values, 90):7.2f} "
+            f"{run.percentile(values, 99):7.2f} {sum(values) / len(values):7.2f}"
+        )
+    return [*lines, ""]
+
+
+# -------------------------------------------------------------------------- operations
+def timed(count: int, step: Any, repeat: int = 3) -> float:
+    """Best of `repeat` runs of `step()` done `count` times: microseconds per call."""
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        for _ in range(count):
+            step()
+        best = min(best, (time.perf_counter() - began) / count * 1e6)
+    return best
+
+
+def taskmill_operations(tmp: Path) -> list[tuple[str, float, str]]:
+    from taskmill.lifecycle import Outcome, settle
+    from taskmill.states import RunStatus
+    from taskmill.worker import Worker
+
+    db = run.fresh_db(tmp, "operations-taskmill")
+    sched = db.scheduler()
+    store = sched.store
+    rows: list[tuple[str, float, str]] = []
+    rows.append(
+        ("queue_task, own transaction", timed(300, lambda: sched.queue_task("noop")), "call")
+    )
+    rows.append(("  of which uuid_taken (read)", timed(300, lambda: store.uuid_taken("x")), "call"))
+    rows.append(
+        ("has_due_task (idle-path read)", timed(300, lambda: store.has_due_task(["main"])), "call")
+    )
+    run.bulk_insert(db, "noop", 3 * 50 * 20 + 50)
+    claimed = []
+
+    def claim() -> None:
+        with store.transaction() as conn:
+            claimed.extend(store.claim_due_tasks(conn, "ops", ["main"], 50))
+
+    rows.append(("claim 50 in a transaction", timed(20, claim) / 50, "task"))
+    now = store.now()
+    finished = []
+    for task in claimed:
+        outcome = Outcome(task=task, status=RunStatus.COMPLETED, started=now, finished=now)
+        finished.append((outcome, settle(outcome, discard_results=False)))
+    batches = [finished[i : i + 50] for i in range(0, len(finished), 50)]
+
+    def record() -> None:
+        with store.transaction() as conn:
+            store.record_outcomes(conn, "ops", batches.pop())
+
+    rows.append(("write 50 results (no run rows)", timed(20, record) / 50, "task"))
+    rows.append(
+        (
+            "settle() one outcome",
+            timed(1000, lambda: settle(finished[0][0], discard_results=False)),
+            "task",
+        )
+    )
+    os.environ.update(run.worker_env(db.url))
+    worker = Worker(sched, "bench_app:sched", name="ops-hop")
+    worker.child.start()
+    try:
+        task = claimed[0]
+
+        def hop() -> None:
+            worker.finish(worker.execute(task))
+            worker.finished.clear()
+
+        rows.append(("worker-child round trip (execute+finish)", timed(1000, hop), "task"))
+        cpu = time.process_time()
+        for _ in range(1000):
+            hop()
+        rows.append(("  worker CPU of it", (time.process_time() - cpu) / 1000 * 1e6, "task"))
+    finally:
+        worker.child.stop()
+        if worker.listener is not None:
+            worker.listener.close()
+    store.dispose()
+    return rows
+
+
+def baseline_operations(tmp: Path) -> list[tuple[str, float, str]]:
+    import uuid
+
+    import sql_baseline
+
+    db = run.fresh_db(tmp, "operations-baseline")
+    conn = sql_baseline.connect(str(db.path))
+    rows: list[tuple[str, float, str]] = []
+    insert = lambda: sql_baseline.insert_task(conn, "noop", str(uuid.uuid4()))  # noqa: E731
+    rows.append(("INSERT, own transaction", timed(300, insert), "call"))
+    due = lambda: conn.execute(sql_baseline.ANY_DUE, {"now": "9999"}).fetchone()  # noqa: E731
+    rows.append(("due-task read", timed(300, due), "call"))
+    run.bulk_insert(db, "noop", 3 * 50 * 20 + 50)
+    worker = sql_baseline.BaselineWorker(conn, "ops", 50, results=False)
+    claimed: list[Any] = []
+    rows.append(
+        (
+            "claim 50 in a transaction",
+            timed(20, lambda: claimed.append(worker.claim())) / 50,
+            "task",
+        )
+    )
+    rows.append(
+        ("complete 50 in a transaction", timed(20, lambda: worker.run(claimed.pop())) / 50, "task")
+    )
+    conn.close()
+    return rows
+
+
+def profile_operations(tmp: Path) -> list[str]:
+    run.say("operations: timing each step of the life-cycle")
+    lines = [
+        "Each step timed alone in one process (best of 3), microseconds per call or per",
+        "task. taskmill goes through SQLAlchemy Core; the baseline is plain sqlite3 with",
+        "hand-written SQL (benchmarks/sql_baseline.py) on the same tables and pragmas.",
+        "",
+        f"  {'step':46s} {'us':>9s}  per",
+    ]
+    for title, measured in (
+        ("taskmill", taskmill_operations(tmp)),
+        ("pure-SQL baseline", baseline_operations(tmp)),
+    ):
+        lines.append(f"  {title}")
+        lines += [f"    {name:44s} {value:9.1f}  {unit}" for name, value, unit in measured]
+    return [*lines, ""]
+
+
+# ------------------------------------------------------------------------------ py-spy
+def frame_key(frame: str) -> str:
+    match = re.match(r"(.*?) \((.*?):\d+\)$", frame)
+    return f"{match.group(1)} ({match.group(2).split('/')[-1]})" if match else frame
+
+
+def summarize_raw(raw: Path, top: int) -> list[str]:
+    """Inclusive samples per function, for worker processes and for task children."""
+    totals: dict[str, int] = collections.Counter()
+    inclusive: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")
+        processes = [f for f in frames if f.startswith("process ")]
+        if not processes or "taskmill" not in processes[-1]:
+            continue
+        kind = "task child" if "taskmill.child" in processes[-1] else "worker"
+        if kind == "worker" and "--name" not in processes[-1] and "-n 2" in processes[-1]:
+            kind = "supervisor"
+        count = int(count_text)
+        totals[kind] += count
+        seen = set()
+        for frame in frames:
+            if frame.startswith("process "):
+                continue
+            key = frame_key(frame)
+            if key not in seen:
+                inclusive[kind][key] += count
+                seen.add(key)
+    lines = []
+    for kind in ("worker", "task child", "supervisor"):
+        if not totals[kind]:
+            continue
+        lines.append(f"{kind} processes: {totals[kind]:,} samples")
+        for key, count in inclusive[kind].most_common(top):
+            lines.append(f"  {100 * count / totals[kind]:5.1f}%  {key}")
+        lines.append("")
+    return lines
+
+
+def profile_py_spy(tmp: Path, tasks: int) -> list[str]:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        raise SystemExit("py-spy is not installed: pip install py-spy (not a project dependency)")
+    db = run.fresh_db(tmp, "py-spy")
+    run.bulk_insert(db, "noop", tasks)
+    raw = db.directory / "py-spy.raw"
+    command = [py_spy, "record", "--subprocesses", "--rate", "250", "--format", "raw"]
+    command += ["--output", str(raw), "--idle", "--"]
+    command += run.taskmill_worker_command(2)
+    run.say(f"py-spy: drain of {tasks:,} no-op tasks")
+    began = time.perf_counter()
+    with run.started(run.Procs()) as procs:
+        procs.start(command, run.worker_env(db.url), db.directory, db.log)
+        run.wait_for(lambda: run.completed(db) >= tasks, 300, "the drain")
+        elapsed = time.perf_counter() - began
+        for process in procs.items:  # py-spy writes its output on SIGINT
+            process.send_signal(signal.SIGINT)
+        procs.wait(60)
+    return [
+        f"py-spy, wall time (idle and waiting included): drain of {tasks:,} no-op tasks, "
+        f"2 workers, {elapsed:.1f} s ({tasks / elapsed:,.0f} tasks/s under the profiler); "
+        "inclusive share of samples",
+        "",
+        *summarize_raw(raw, 45),
+    ]
+
+
+# -------------------------------------------------------------------------------- main
+def write(name: str, lines: list[str]) -> None:
+    machine = run.machine_info()
+    header = [
+        f"# {name}",
+        f"# taskmill {taskmill.__version__} ({run.git_revision()}), "
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"# {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"SQLite {machine['sqlite']}, load average {machine['load_average_at_start']}",
+        "# made by: python benchmarks/profile_workers.py"
+        + (" --py-spy" if "py-spy" in name else ""),
+        "",
+    ]
+    PROFILES.mkdir(exist_ok=True)
+    path = PROFILES / f"{name}.txt"
+    path.write_text("\n".join(header + lines).rstrip() + "\n")
+    run.say(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--as-worker"]:
+        return probed_worker(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in each drain")
+    parser.add_argument("--pickups", type=int, default=200, help="tasks in the pickup run")
+    parser.add_argument("--py-spy", action="store_true", help="also sample with py-spy")
+    options = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="taskmill-profile-"))
+    try:
+        write("operations", profile_operations(tmp))
+        write("drain-phases", profile_drain_phases(tmp, options.tasks))
+        write("pickup-phases", profile_pickup_phases(tmp, options.pickups))
+        if options.py_spy:
+            write("drain-py-spy-wall", profile_py_spy(tmp, options.tasks))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
