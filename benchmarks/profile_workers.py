@@ -14,7 +14,8 @@ Three kinds of profile, of 2 workers on SQLite as in run.py:
           queue_task to the task's start split into steps, as percentiles.
   py-spy  (--py-spy; needs `pip install py-spy`, not a project dependency) the no-op
           drain sampled with py-spy, wall time (--idle: waiting included) per function,
-          inclusive, for the worker processes and for their task children. (py-spy's
+          inclusive, for the worker processes and for their task children (main thread
+          only: the child's helper threads sleep by design). (py-spy's
           CPU-only mode misreads sleeping threads as busy on this VM, so it is not used.)
 
 The probes and the operations name taskmill internals (Worker._transaction,
@@ -444,6 +445,8 @@ def summarize_raw(raw: Path, top: int) -> list[str]:
         kind = "task child" if "taskmill.child" in processes[-1] else "worker"
         if kind == "worker" and "--name" not in processes[-1] and "-n 2" in processes[-1]:
             kind = "supervisor"
+        if kind == "task child" and any("Thread._bootstrap" in f for f in frames):
+            continue  # the child's helper threads (output sync, worker watch) sleep by design
         count = int(count_text)
         totals[kind] += count
         seen = set()

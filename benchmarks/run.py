@@ -12,7 +12,9 @@ Workloads (sizes of a full run; --quick uses smaller ones):
   drain    20,000 due no-op tasks, 2 worker processes (`taskmill worker -n 2`); the
            completed count is polled every 50 ms; "from start" counts from the moment the
            workers are started (start-up included), "steady" between 10 % and 90 % done.
-           Variant: tasks returning a small value (a scheduler_run row each).
+           Variants: tasks returning a small value (a scheduler_run row each); and
+           (taskmill only, 10,000 tasks) all tasks due at one instant, as a burst queued
+           within one second by web2py (whole-second datetimes) is.
            Baselines: one task per transaction, 50 per transaction (UPDATE .. RETURNING),
            and 50 per transaction writing run rows.
   pickup   2 idle workers; one task every 20 ms, 300 tasks; latency = the task's own
@@ -78,6 +80,7 @@ TARGETS = {
 @dataclass(frozen=True)
 class Sizes:
     drain: int = 20_000
+    drain_one_instant: int = 10_000  # taskmill only: the claim sorts all due rows
     one_by_one: int = 2_000
     pickups: int = 300
     pickup_every: float = 0.020
@@ -87,7 +90,7 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(drain=2_000, one_by_one=300, pickups=100, drain_timeout=40.0)
+QUICK = Sizes(drain=2_000, drain_one_instant=2_000, one_by_one=300, pickups=100, drain_timeout=40.0)
 
 
 # ------------------------------------------------------------------------ output helpers
@@ -318,16 +321,22 @@ def fresh_db(tmp: Path, name: str) -> Db:
     return db
 
 
-def build_rows(sched: Scheduler, function: str, count: int) -> list[dict[str, Any]]:
+def build_rows(
+    sched: Scheduler, function: str, count: int, one_instant: bool = False
+) -> list[dict[str, Any]]:
     """Rows exactly as queue_task builds them, one clock reading per task.
 
     taskmill has no public bulk-enqueue call, so this borrows queue_task's validator;
-    each row gets its own `now`, as queue_task called in a loop would give it.
+    each row gets its own `now`, as queue_task called in a loop would give it, unless
+    `one_instant`: then all are due at the same moment (a burst queued within one
+    second by web2py, whose datetimes have whole seconds, looks like that).
     """
     validator = sched._validator
+    instant = sched.store.now()
     rows = []
     for _ in range(count):
-        row, errors = validator.build_row(function, (), None, {}, sched.store.now())
+        now = instant if one_instant else sched.store.now()
+        row, errors = validator.build_row(function, (), None, {}, now)
         assert not errors, errors
         rows.append(row)
     return rows
@@ -382,10 +391,10 @@ def enqueue_result(key: str, method: str, count: int, elapsed: float) -> dict[st
     }
 
 
-def bulk_insert(db: Db, function: str, count: int) -> dict[str, Any]:
+def bulk_insert(db: Db, function: str, count: int, one_instant: bool = False) -> dict[str, Any]:
     sched = db.scheduler()
     began = time.perf_counter()
-    sched.store.insert_tasks(build_rows(sched, function, count))
+    sched.store.insert_tasks(build_rows(sched, function, count, one_instant))
     elapsed = time.perf_counter() - began
     sched.store.dispose()
     return enqueue_result("bulk", "store.insert_tasks, bulk", count, elapsed)
@@ -494,12 +503,18 @@ def drain_result(
     }
 
 
-def taskmill_drain(tmp: Path, sizes: Sizes, function: str) -> list[dict[str, Any]]:
+def taskmill_drain(
+    tmp: Path, sizes: Sizes, function: str, one_instant: bool = False
+) -> list[dict[str, Any]]:
     variant = "no-op (None: no run rows)" if function == "noop" else "small result (run rows)"
-    label = f"drain {function} (taskmill)"
-    db = fresh_db(tmp, f"drain-taskmill-{function}")
-    say(f"{label}: bulk insert of {sizes.drain:,} tasks")
-    bulk = bulk_insert(db, function, sizes.drain)
+    suffix = "-one-instant" if one_instant else ""
+    total = sizes.drain_one_instant if one_instant else sizes.drain
+    if one_instant:
+        variant = "no-op, all due at one instant"
+    label = f"drain {function}{suffix} (taskmill)"
+    db = fresh_db(tmp, f"drain-taskmill-{function}{suffix}")
+    say(f"{label}: bulk insert of {total:,} tasks")
+    bulk = bulk_insert(db, function, total, one_instant)
     cpu_before = children_cpu_seconds()
 
     def launch(procs: Procs) -> None:
@@ -507,16 +522,17 @@ def taskmill_drain(tmp: Path, sizes: Sizes, function: str) -> list[dict[str, Any
         procs.start(command, worker_env(db.url), db.directory, db.log)
 
     with started(Procs()) as procs:
-        watch = watch_drain(db, sizes.drain, procs, launch, label, sizes.drain_timeout)
+        watch = watch_drain(db, total, procs, launch, label, sizes.drain_timeout)
         procs.stop()
     cpu_total = children_cpu_seconds() - cpu_before
-    settings = {"workers": sizes.workers, "function": function, "tasks": sizes.drain}
-    key = f"drain-{function}-taskmill"
+    settings = {"workers": sizes.workers, "function": function, "tasks": total}
+    settings["due"] = "one instant" if one_instant else "one clock reading per task"
+    key = f"drain-{function}{suffix}-taskmill"
     result = drain_result(key, "taskmill", variant, settings, watch, cpu_total)
     with contextlib.closing(sqlite3.connect(db.path)) as conn:
         result["figures"]["run_rows"] = db.count(conn, RUNS_SQL)
     check_finished(result, db)
-    return [bulk, result] if function == "noop" else [result]
+    return [bulk, result] if function == "noop" and not one_instant else [result]
 
 
 def baseline_drain(tmp: Path, sizes: Sizes, batch: int, results: bool) -> dict[str, Any]:
@@ -567,6 +583,7 @@ def drain_workloads(tmp: Path, sizes: Sizes) -> list[dict[str, Any]]:
     results.append(baseline_drain(tmp, sizes, sizes.batch, results=False))
     results += taskmill_drain(tmp, sizes, "small")
     results.append(baseline_drain(tmp, sizes, sizes.batch, results=True))
+    results += taskmill_drain(tmp, sizes, "noop", one_instant=True)
     return results
 
 

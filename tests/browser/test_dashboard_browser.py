@@ -279,23 +279,27 @@ def test_queue_a_task_from_the_form(admin_page: Any, served: Served) -> None:
     assert "42" in page.locator("#runs").inner_text()
 
 
-def test_screenshots_of_the_main_pages(page: Any, served: Served) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_screenshots_of_the_main_pages(page: Any, served: Served, tmp_path: Path) -> None:
+    """Writes docs/screenshots/ with TASKMILL_UPDATE_SCREENSHOTS=1 (else a temporary
+    directory, so that a test run leaves the work tree alone)."""
+    update = os.environ.get("TASKMILL_UPDATE_SCREENSHOTS", "") not in ("", "0")
+    shots = SCREENSHOTS if update else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     page.goto(f"{served.url}/login")
-    page.screenshot(path=str(SCREENSHOTS / "login.png"))
+    page.screenshot(path=str(shots / "login.png"))
     page.fill("input[name=username]", USER)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{served.url}/")
     page.wait_for_timeout(500)  # the first poll has drawn the chart
-    page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+    page.screenshot(path=str(shots / "overview.png"), full_page=True)
     page.goto(f"{served.url}/tasks")
-    page.screenshot(path=str(SCREENSHOTS / "tasks.png"), full_page=True)
+    page.screenshot(path=str(shots / "tasks.png"), full_page=True)
     first = page.locator("#task-list tbody tr a").first
     first.click()
     page.wait_for_url(re.compile(r".*/tasks/\d+$"))
-    page.screenshot(path=str(SCREENSHOTS / "task.png"), full_page=True)
+    page.screenshot(path=str(shots / "task.png"), full_page=True)
     page.goto(f"{served.url}/audit")
-    page.screenshot(path=str(SCREENSHOTS / "audit.png"), full_page=True)
+    page.screenshot(path=str(shots / "audit.png"), full_page=True)
     for name in ("login", "overview", "tasks", "task", "audit"):
-        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 5000
+        assert (shots / f"{name}.png").stat().st_size > 5000

@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from taskmill import Run, RunStatus, Scheduler, Task, TaskStatus
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-#: test applications, importable by workers (PYTHONPATH) and by the tests (sys.path)
+#: test applications, importable by workers (PYTHONPATH) and, once this module is
+#: imported, by the tests themselves; no __init__.py anywhere, as in the rest of tests/
 APPS_DIR = TESTS_DIR / "apps"
 if str(APPS_DIR) not in sys.path:
     sys.path.insert(0, str(APPS_DIR))
@@ -133,7 +134,10 @@ class WorkerProcess:
         self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL the worker alone, as the OOM killer would; its task child lives on."""
+        """SIGKILL the worker alone, as the OOM killer would: no chance to clean up.
+
+        Its task child is not signalled (whatever it does then is under test); any
+        survivor is killed at teardown."""
         self.orphans.extend(descendants(self.pid))
         self.send_signal(signal.SIGKILL)
         self.process.wait()
@@ -239,7 +243,8 @@ class Cluster:
         """Start `taskmill worker` (with `-n count`); by default wait until it beats."""
         name = name or self._new_name()
         command = [sys.executable, "-m", "taskmill", "--log-level", "DEBUG", "worker"]
-        command += ["--app", self.app, "--name", name, "--grace", str(grace or self.grace)]
+        grace = self.grace if grace is None else grace
+        command += ["--app", self.app, "--name", name, "--grace", str(grace)]
         if count > 1:
             command += ["-n", str(count)]
         command += list(args)
@@ -317,8 +322,7 @@ class Cluster:
                 problems.append(
                     f"worker {worker.name} exited with {worker.returncode} on SIGTERM at teardown"
                 )
-        self.sched.store.dispose()
-        _close_doorbell(self.sched)
+        self.sched.store.dispose()  # also closes the SQLite store's wake-up socket
         if problems:
             raise AssertionError("; ".join(problems))
 
@@ -384,7 +388,8 @@ class Cluster:
     def insert_raw_task(self, **values: Any) -> int:
         """Write a scheduler_task row directly, as a web2py app (or a bad actor) would.
 
-        No validation and no wake-up call: workers find it at their next poll.
+        No validation and no wake-up call: workers find it at their next poll. Times
+        are naive UTC, as web2py stores them for a Scheduler with utc_time=True.
         """
         now = datetime.now(UTC).replace(tzinfo=None)
         row: dict[str, Any] = {
@@ -414,15 +419,6 @@ class Cluster:
             key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
-
-
-def _close_doorbell(sched: Scheduler) -> None:
-    # The SQLite store keeps a sender socket for its wake-up calls; close it so that
-    # no ResourceWarning fires later, in some other test, under filterwarnings=error.
-    doorbell = getattr(sched.store, "doorbell", None)
-    sender = getattr(doorbell, "_sender", None)
-    if sender is not None:
-        sender.close()
 
 
 # ------------------------------------------------------------- pytest glue

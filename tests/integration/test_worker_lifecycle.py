@@ -36,9 +36,9 @@ ACTIVE = (TaskStatus.QUEUED, TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
 
 @pytest.fixture
-def database(mysql_url: str) -> str:
+def database(sqlite_url: str) -> str:
     """The database under test; make it `db_url` to run on every backend."""
-    return mysql_url
+    return sqlite_url
 
 
 @pytest.fixture
@@ -236,8 +236,9 @@ def test_task_whose_stop_time_passes_before_any_worker_takes_it_expires(
 def test_repeating_task_whose_next_run_falls_past_stop_time_expires(
     cluster: Cluster, worker: WorkerProcess
 ) -> None:
-    stop_time = utc_now() + timedelta(seconds=1)
-    task_id = queue(cluster, "add", 1, 1, repeats=0, period=2, stop_time=stop_time)
+    # the first run is due at once; the second would be due after the stop_time
+    stop_time = utc_now() + timedelta(seconds=3)
+    task_id = queue(cluster, "add", 1, 1, repeats=0, period=5, stop_time=stop_time)
 
     task = cluster.wait_status(task_id, TaskStatus.EXPIRED, timeout=5)
 
@@ -477,11 +478,11 @@ def test_idle_worker_picks_up_a_new_task_within_a_second(
     assert time.monotonic() - queued_at < 1.0
 
 
-def test_task_of_a_sigkilled_worker_is_requeued_by_another_workers_ticker(
+def test_task_of_a_sigkilled_worker_is_requeued_by_another_workers_ticker_and_runs_once_more(
     cluster: Cluster,
 ) -> None:
     workers = {w.name: w for w in cluster.start_workers(2)}
-    task_id = queue(cluster, "sleep_for", 1)
+    task_id = queue(cluster, "append_audit", "once", 1.0)  # records after 1 s
     task, _ = cluster.wait_running(task_id)
     victim = workers.pop(str(task.assigned_worker_name))
     (survivor,) = workers.values()
@@ -495,22 +496,9 @@ def test_task_of_a_sigkilled_worker_is_requeued_by_another_workers_ticker(
     assert lost.traceback == "worker died during the run; task requeued"
     assert (done.worker_name, done.status) == (survivor.name, RunStatus.COMPLETED.value)
     assert victim.name not in cluster.sched.get_workers()
-
-
-def test_task_child_of_a_sigkilled_worker_does_not_finish_the_task_beside_its_rerun(
-    cluster: Cluster,
-) -> None:
-    workers = {w.name: w for w in cluster.start_workers(2)}
-    task_id = queue(cluster, "append_audit", "once", 1.0)  # records after 1 s
-    task, _ = cluster.wait_running(task_id)
-    victim = workers.pop(str(task.assigned_worker_name))
-
-    victim.kill()
-
-    cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=20)
-    # the dead worker's child must not run on and record a second, concurrent run
+    # the dead worker's task child must not run on and finish a second, concurrent run
     assert audit_counts(cluster.sched.store.engine) == {task_id: 1}
-    assert not [pid for pid in victim.orphans if process_running(pid)]
+    assert [pid for pid in victim.orphans if process_running(pid)] == []
 
 
 def test_two_workers_never_run_the_same_task(cluster: Cluster) -> None:
@@ -608,16 +596,13 @@ def test_worker_with_a_bad_app_exits_non_zero_with_a_clear_message(
     assert cluster.sched.get_workers() == {}
 
 
-@pytest.mark.parametrize("max_empty_runs", [1, 2])
 def test_max_empty_runs_makes_the_worker_exit_cleanly_once_the_queue_is_done(
-    cluster: Cluster, max_empty_runs: int
+    cluster: Cluster,
 ) -> None:
     # web2py's use: a worker started by cron works off what is queued, then exits
     task_id = queue(cluster, "add", 2, 2)
 
-    worker = cluster.start_worker(
-        env={"TASKMILL_TEST_MAX_EMPTY_RUNS": str(max_empty_runs)}, wait=False
-    )
+    worker = cluster.start_worker(env={"TASKMILL_TEST_MAX_EMPTY_RUNS": "1"}, wait=False)
 
     assert worker.wait(timeout=15) == 0
     assert cluster.task(task_id).status == TaskStatus.COMPLETED.value

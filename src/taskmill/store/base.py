@@ -191,12 +191,14 @@ class Store:
     # ------------------------------------------------------------------ schema
     def create_tables(self) -> None:
         """Create missing tables, indexes and taskmill's extra columns; idempotent."""
+        existing = set(inspect(self.engine).get_table_names())
         metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
-        # create_all skips the indexes of tables that exist (e.g. made by web2py)
+        # create_all skips the indexes of tables that existed (e.g. made by web2py)
         for table in metadata.sorted_tables:
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+            if table.name in existing:
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
 
     def _add_missing_columns(self) -> None:
         # Tables created by web2py lack taskmill's extra columns; add them in place.
@@ -430,14 +432,17 @@ class Store:
         return (
             select(T.c.id)
             .where(self.due_condition(groups, now))
-            # web2py leaves priority NULL; PostgreSQL would sort NULL first in DESC
-            .order_by(T.c.next_run_time, func.coalesce(T.c.priority, 0).desc(), T.c.id)
+            # Exactly the claim index's order: anything more (priority, say) makes
+            # the database sort every due task of a backlog on each claim, which
+            # took 55 ms instead of 0.2 ms with 20,000 tasks queued at one instant.
+            .order_by(T.c.next_run_time, T.c.id)
             .limit(limit)
         )
 
     def has_due_task(self, groups: Sequence[str]) -> bool:
+        query = select(T.c.id).where(self.due_condition(groups, self.now())).limit(1)
         with self.reading() as conn:
-            return conn.execute(self._due_ids(groups, self.now(), 1)).first() is not None
+            return conn.execute(query).first() is not None
 
     def next_due_time(self, groups: Sequence[str]) -> datetime | None:
         with self.reading() as conn:
