@@ -16,12 +16,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text, update
+from sqlalchemy import Connection, Engine, text
 
 from taskmill.records import Task
 from taskmill.schema import scheduler_task as T
-from taskmill.states import TaskStatus
-from taskmill.store.base import Listener, Store, sort_claimed
+from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning, sort_claimed
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,9 @@ class PostgresListener:
                 os.close(fd)
 
 
+_CLAIM = claim_returning(DUE_IDS.with_for_update(skip_locked=True, of=T))
+
+
 class PostgresStore(Store):
     poll_interval = 5.0  # a safety net: NOTIFY does the waking
 
@@ -124,15 +126,6 @@ class PostgresStore(Store):
     ) -> list[Task]:
         if limit <= 0:
             return []
-        due = (
-            self._due_ids(groups, self.now(), limit)
-            .with_for_update(skip_locked=True, of=T)
-            .scalar_subquery()
-        )
-        rows = conn.execute(
-            update(T)
-            .where(T.c.id.in_(due))
-            .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
-            .returning(*T.c)
-        ).all()
+        params = {"claimer": worker_name, **self.due_params(groups, limit)}
+        rows = conn.execute(_CLAIM, params).all()
         return sort_claimed([self._task(row) for row in rows])

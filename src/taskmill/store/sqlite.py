@@ -16,12 +16,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, update
+from sqlalchemy import Connection, Engine, event
 
 from taskmill.records import Task
-from taskmill.schema import scheduler_task as T
-from taskmill.states import TaskStatus
-from taskmill.store.base import Listener, Store, sort_claimed
+from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning, sort_claimed
 from taskmill.store.doorbell import Doorbell
 from taskmill.timing import utc_now
 
@@ -49,6 +47,9 @@ def configure_sqlite_engine(engine: Engine, busy_timeout: float) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_CLAIM = claim_returning(DUE_IDS)
 
 
 class SQLiteStore(Store):
@@ -94,11 +95,6 @@ class SQLiteStore(Store):
     ) -> list[Task]:
         if limit <= 0:
             return []
-        due = self._due_ids(groups, self.now(), limit).scalar_subquery()
-        rows = conn.execute(
-            update(T)
-            .where(T.c.id.in_(due))
-            .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
-            .returning(*T.c)
-        ).all()
+        params = {"claimer": worker_name, **self.due_params(groups, limit)}
+        rows = conn.execute(_CLAIM, params).all()
         return sort_claimed([self._task(row) for row in rows])
