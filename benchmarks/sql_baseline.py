@@ -36,7 +36,8 @@ from typing import Any
 
 BUSY_TIMEOUT_MS = 30_000  # taskmill's SQLiteStore default
 
-# taskmill's due condition (store/base.py Store.due_condition) and claim order, by hand
+# taskmill's due condition (store/base.py Store.due_condition) and claim order
+# (Store._due_ids: the claim index's order), by hand
 DUE = """
     status = 'QUEUED' AND enabled = 'T' AND group_name IN ('main')
     AND next_run_time <= :now AND (stop_time IS NULL OR stop_time > :now)
@@ -49,7 +50,7 @@ CLAIM = f"""
 UPDATE scheduler_task SET status = 'ASSIGNED', assigned_worker_name = :worker
 WHERE id IN (
     SELECT id FROM scheduler_task WHERE {DUE}
-    ORDER BY next_run_time, priority DESC, id LIMIT :limit
+    ORDER BY next_run_time, id LIMIT :limit
 )
 RETURNING id, function_name, args, vars, period
 """

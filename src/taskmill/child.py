@@ -211,9 +211,14 @@ def serve(
         if message is None or message["type"] == "exit":
             return
         if message["type"] == "run":
+            started_at = time.time()
             started = time.monotonic()
             report = runner.run(message)
             report["elapsed"] = time.monotonic() - started
+            # the worker may have sent several tasks ahead: say which one ended
+            # and when it really started
+            report["id"] = message.get("id")
+            report["started_at"] = started_at
             channel.send(report)
 
 

@@ -19,12 +19,17 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from taskmill.errors import AppImportError, ConfigurationError, DatabaseUnavailable
+from taskmill.errors import (
+    AppImportError,
+    ConfigurationError,
+    DatabaseUnavailable,
+)
 from taskmill.executor import ChildProcess
 from taskmill.lifecycle import Outcome, Settlement, settle
 from taskmill.records import Task
@@ -52,6 +57,7 @@ class WorkerOptions:
     grace: float = 30.0  # seconds a stopping worker lets its running task finish
     mark_running_after: float = 0.05  # a task running this long is marked RUNNING
     max_batch: int = 50  # most tasks claimed in one transaction
+    pipeline_depth: int = 16  # millisecond tasks handed to the child ahead of time
     claim_window: float = 0.02  # claim about this many seconds of work at once
     status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
     db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
@@ -89,6 +95,9 @@ class Worker:
         self.child = ChildProcess(app_spec)
         self.ticker = Ticker(self.store, scheduler.dead_after)
         self.batch: deque[Task] = deque()
+        #: tasks handed to the child and not finished yet, in the order it runs
+        #: them; the first is the one running (see _pipeline_depth)
+        self.sent: deque[Task] = deque()
         self.finished: list[tuple[Outcome, Settlement]] = []
         self.current: Running | None = None
         self.stopping = False
@@ -129,7 +138,7 @@ class Worker:
             if code is not None:
                 return code
             log.info("worker %s serving groups %s", self.name, self.groups)
-            while not self.stopping:
+            while not self.stopping or (self.sent and not self.hard_stop):
                 self._guarded(self.loop_once)
             while not self._left:
                 self._guarded(self.shutdown)
@@ -230,6 +239,11 @@ class Worker:
     # ---------------------------------------------------------------- loop
     def loop_once(self) -> None:
         self.maybe_heartbeat()
+        if self.sent:
+            # tasks already in the child's pipe run before anything else, also
+            # while disabled or stopping: they may have started
+            self.finish(self.execute(self.sent[0]))
+            return
         if self.stopping:
             return
         if self.disabled:
@@ -246,9 +260,7 @@ class Worker:
                 self._on_empty()
                 return
             self.batch.extend(claimed)
-        task = self.batch.popleft()
-        outcome = self.execute(task)
-        self.finish(outcome)
+        self.finish(self.execute(self.batch.popleft()))
 
     def _on_empty(self) -> None:
         self._idle(self._idle_timeout())
@@ -260,6 +272,29 @@ class Worker:
         if due is not None:
             timeout = min(timeout, (due - self.store.now()).total_seconds())
         return max(timeout, 0.0)
+
+    def _pipeline_depth(self) -> int:
+        """How many tasks the child may hold at once. Millisecond tasks are sent
+        ahead so the child runs them back to back while this process records
+        results, instead of both taking turns; slow ones go one at a time, so
+        none waits behind a long task that another worker could have taken."""
+        if self.stopping or self.disabled or not 0 < self.avg_duration < 0.005:
+            return 1
+        return self.options.pipeline_depth
+
+    def _top_up(self) -> None:
+        depth = self._pipeline_depth()
+        while self.batch and len(self.sent) < depth:
+            task = self.batch.popleft()
+            self.child.send_task(task)
+            self.sent.append(task)
+
+    def _take_back_unstarted(self) -> None:
+        """After the child was killed or died: tasks sent behind the current one
+        never ran; they are still ours, so they go back to the front of the batch."""
+        behind = list(self.sent)[1:]
+        self.sent.clear()
+        self.batch.extendleft(reversed(behind))
 
     def claim_size(self) -> int:
         if self.avg_duration <= 0:
@@ -345,8 +380,12 @@ class Worker:
     def _supervise(self, run: Running) -> Outcome:
         task = run.task
         try:
-            self.child.send_task(task)
+            if not self.sent:
+                self.child.send_task(task)
+                self.sent.append(task)
+            self._top_up()
         except OSError as exc:
+            self._take_back_unstarted()
             self.child.restart()
             return self._outcome(run, RunStatus.FAILED, traceback=f"child unreachable: {exc}")
         timeout = task.timeout if isinstance(task.timeout, int) and task.timeout > 0 else 60
@@ -400,6 +439,7 @@ class Worker:
         message = self.child.receive()
         if message is None:
             code = self.child.reap()
+            self._take_back_unstarted()
             self.child.start()
             return self._outcome(
                 run,
@@ -408,6 +448,21 @@ class Worker:
             )
         kind = message["type"]
         if kind == "done":
+            if message.get("id") != run.task.id:
+                log.error(
+                    "child reported task %s done while %s ran", message.get("id"), run.task.id
+                )
+                outcome = self._kill_run(run, RunStatus.FAILED)
+                outcome.traceback = "the task's child process lost track of its tasks; killed"
+                return outcome
+            self.sent.popleft()
+            started_at = message.get("started_at")
+            if isinstance(started_at, float):
+                # the child's own clock says when it really began (it may have
+                # been queued behind other tasks in its pipe)
+                run.started = self.store.now() - timedelta(
+                    seconds=max(0.0, time.time() - started_at)
+                )
             elapsed = float(message.get("elapsed") or 0.0)
             self.avg_duration = (
                 elapsed if self.total == 0 else 0.8 * self.avg_duration + 0.2 * elapsed
@@ -452,6 +507,7 @@ class Worker:
         return status != TaskStatus.RUNNING.value or owner != self.name
 
     def _kill_run(self, run: Running, status: RunStatus, *, requeue: bool = False) -> Outcome:
+        self._take_back_unstarted()
         self.child.kill()
         if not self.hard_stop:
             self.child.start()
