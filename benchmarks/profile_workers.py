@@ -159,6 +159,8 @@ PHASE_AFTER = {
     "next_due>": "idle-path reads (has_due_task, next_due_time)",
     "idle>": "idle (waiting for a wake-up)",
     "beat>": "heartbeat",
+    # maybe_heartbeat is called on every loop; mostly it only compares two times
+    "beat<": "running tasks (child round trips, settle)",
 }
 
 
@@ -367,10 +369,13 @@ def taskmill_operations(tmp: Path) -> list[tuple[str, float, str]]:
             worker.finished.clear()
 
         rows.append(("worker-child round trip (execute+finish)", timed(1000, hop), "task"))
-        cpu = time.process_time()
+        child_pid = worker.child.pid or 0
+        cpu, child_cpu = time.process_time(), run.tree_cpu_seconds([child_pid])
         for _ in range(1000):
             hop()
         rows.append(("  worker CPU of it", (time.process_time() - cpu) / 1000 * 1e6, "task"))
+        child_cpu = run.tree_cpu_seconds([child_pid]) - child_cpu
+        rows.append(("  child CPU of it (1/100 s ticks)", child_cpu / 1000 * 1e6, "task"))
     finally:
         worker.child.stop()
         if worker.listener is not None:
@@ -520,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--as-worker"]:
         return probed_worker(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in each drain")
+    parser.add_argument("--tasks", type=int, default=20_000, help="tasks in each drain")
     parser.add_argument("--pickups", type=int, default=200, help="tasks in the pickup run")
     parser.add_argument("--py-spy", action="store_true", help="also sample with py-spy")
     options = parser.parse_args(argv)

@@ -894,6 +894,15 @@ def machine_line(machine: dict[str, Any]) -> str:
     )
 
 
+def sizes_line(sizes: dict[str, Any]) -> str:
+    return (
+        f"Sizes: drains of {sizes['drain']:,} tasks ({sizes['drain_one_instant']:,} for the "
+        f"one-instant variant), {sizes['workers']} worker processes, baseline batches of "
+        f"{sizes['batch']}; {sizes['one_by_one']:,} tasks queued one by one; "
+        f"{sizes['pickups']} pickups, one every {sizes['pickup_every'] * 1000:.0f} ms."
+    )
+
+
 # ------------------------------------------------------------------------- RESULTS.md
 RUNS_HEADING = "## Runs"
 
@@ -906,10 +915,11 @@ def update_results_md(path: Path, report: dict[str, Any], table: str) -> None:
     section = "\n".join(
         [
             begin,
-            f"### {day} ({report['mode']} run, taskmill {report['version']})",
+            f"### {day} ({report['mode']} run, taskmill {report['version']}, "
+            f"revision {report['revision']})",
             "",
             f"Measured {report['date']} on: {machine_line(report['machine'])}.",
-            f"Took {report['duration_s']:.0f} s. Sizes: {report['settings']}.",
+            f"Took {report['duration_s']:.0f} s. {sizes_line(report['settings'])}",
             "",
             table.rstrip(),
             end,

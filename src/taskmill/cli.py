@@ -100,14 +100,29 @@ def main(log_level: str) -> None:
     show_default=True,
     help="seconds a stopping worker lets its running task finish",
 )
-def worker(app: str, groups: tuple[str, ...], count: int, name: str | None, grace: float) -> None:
+@click.option(
+    "--prefetch",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="hand up to N millisecond tasks to the child ahead of time: faster for tiny "
+    "tasks, but stop_task can then no longer keep those from starting",
+)
+def worker(
+    app: str,
+    groups: tuple[str, ...],
+    count: int,
+    name: str | None,
+    grace: float,
+    prefetch: int,
+) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
     from taskmill.supervisor import Supervisor
     from taskmill.worker import Worker, WorkerOptions
 
     scheduler = open_scheduler(app, None)
     if count > 1:
-        args = ["worker", "--app", app, "--grace", str(grace)]
+        args = ["worker", "--app", app, "--grace", str(grace), "--prefetch", str(prefetch)]
         for group in groups:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
@@ -120,7 +135,7 @@ def worker(app: str, groups: tuple[str, ...], count: int, name: str | None, grac
         app,
         name=name,
         group_names=list(groups) or None,
-        options=WorkerOptions(grace=grace),
+        options=WorkerOptions(grace=grace, pipeline_depth=prefetch),
     )
     sys.exit(runner.run())
 
