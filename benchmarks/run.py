@@ -14,7 +14,8 @@ Workloads (sizes of a full run; --quick uses smaller ones):
            workers are started (start-up included), "steady" between 10 % and 90 % done.
            Variants: tasks returning a small value (a scheduler_run row each); and
            (taskmill only, 10,000 tasks) all tasks due at one instant, as a burst queued
-           within one second by web2py (whole-second datetimes) is.
+           within one second by web2py (whole-second datetimes) is; and (taskmill
+           only) workers started with the opt-in `--prefetch 16`.
            Baselines: one task per transaction, 50 per transaction (UPDATE .. RETURNING),
            and 50 per transaction writing run rows.
   pickup   2 idle workers; one task every 20 ms, 300 tasks; latency = the task's own
@@ -86,6 +87,7 @@ class Sizes:
     pickup_every: float = 0.020
     workers: int = 2
     batch: int = 50
+    prefetch: int = 16  # the opt-in variant's `taskmill worker --prefetch`
     drain_timeout: float = 150.0
 
 
@@ -275,7 +277,7 @@ def worker_env(url: str) -> dict[str, str]:
     return env
 
 
-def taskmill_worker_command(workers: int) -> list[str]:
+def taskmill_worker_command(workers: int, prefetch: int = 0) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -287,6 +289,7 @@ def taskmill_worker_command(workers: int) -> list[str]:
         "bench_app:sched",
         "-n",
         str(workers),
+        *(["--prefetch", str(prefetch)] if prefetch else []),
     ]
 
 
@@ -504,13 +507,16 @@ def drain_result(
 
 
 def taskmill_drain(
-    tmp: Path, sizes: Sizes, function: str, one_instant: bool = False
+    tmp: Path, sizes: Sizes, function: str, one_instant: bool = False, prefetch: int = 0
 ) -> list[dict[str, Any]]:
     variant = "no-op (None: no run rows)" if function == "noop" else "small result (run rows)"
     suffix = "-one-instant" if one_instant else ""
     total = sizes.drain_one_instant if one_instant else sizes.drain
     if one_instant:
         variant = "no-op, all due at one instant"
+    if prefetch:
+        suffix += f"-prefetch-{prefetch}"
+        variant = f"no-op, `--prefetch {prefetch}` (opt-in)"
     label = f"drain {function}{suffix} (taskmill)"
     db = fresh_db(tmp, f"drain-taskmill-{function}{suffix}")
     say(f"{label}: bulk insert of {total:,} tasks")
@@ -518,7 +524,7 @@ def taskmill_drain(
     cpu_before = children_cpu_seconds()
 
     def launch(procs: Procs) -> None:
-        command = taskmill_worker_command(sizes.workers)
+        command = taskmill_worker_command(sizes.workers, prefetch)
         procs.start(command, worker_env(db.url), db.directory, db.log)
 
     with started(Procs()) as procs:
@@ -527,12 +533,13 @@ def taskmill_drain(
     cpu_total = children_cpu_seconds() - cpu_before
     settings = {"workers": sizes.workers, "function": function, "tasks": total}
     settings["due"] = "one instant" if one_instant else "one clock reading per task"
+    settings["prefetch"] = prefetch
     key = f"drain-{function}{suffix}-taskmill"
     result = drain_result(key, "taskmill", variant, settings, watch, cpu_total)
     with contextlib.closing(sqlite3.connect(db.path)) as conn:
         result["figures"]["run_rows"] = db.count(conn, RUNS_SQL)
     check_finished(result, db)
-    return [bulk, result] if function == "noop" and not one_instant else [result]
+    return [bulk, result] if function == "noop" and not (one_instant or prefetch) else [result]
 
 
 def baseline_drain(tmp: Path, sizes: Sizes, batch: int, results: bool) -> dict[str, Any]:
@@ -584,7 +591,16 @@ def drain_workloads(tmp: Path, sizes: Sizes) -> list[dict[str, Any]]:
     results += taskmill_drain(tmp, sizes, "small")
     results.append(baseline_drain(tmp, sizes, sizes.batch, results=True))
     results += taskmill_drain(tmp, sizes, "noop", one_instant=True)
+    if taskmill_supports_prefetch():
+        results += taskmill_drain(tmp, sizes, "noop", prefetch=sizes.prefetch)
     return results
+
+
+def taskmill_supports_prefetch() -> bool:
+    """`taskmill worker --prefetch N` (opt-in since 87c2ea3): measured when it exists."""
+    from taskmill.worker import WorkerOptions
+
+    return "pipeline_depth" in WorkerOptions.__dataclass_fields__
 
 
 # ------------------------------------------------------------------------------ pickup

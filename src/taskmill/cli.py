@@ -120,16 +120,20 @@ def worker(
     from taskmill.supervisor import Supervisor
     from taskmill.worker import Worker, WorkerOptions
 
-    scheduler = open_scheduler(app, None)
+    bad = [g for g in groups if not g or "|" in g]
+    if bad:
+        fail(f"invalid group name(s): {bad}")
     if count > 1:
-        args = ["worker", "--app", app, "--grace", str(grace), "--prefetch", str(prefetch)]
+        # the workers import the app themselves; importing it here too would
+        # only delay their start (a broken app makes each of them exit 2)
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        args = ["--log-level", str(level), "worker", "--app", app, "--grace", str(grace)]
+        args += ["--prefetch", str(prefetch)]
         for group in groups:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
         sys.exit(Supervisor(args, count, base).run())
-    bad = [g for g in groups if not g or "|" in g]
-    if bad:
-        fail(f"invalid group name(s): {bad}")
+    scheduler = open_scheduler(app, None)
     runner = Worker(
         scheduler,
         app,

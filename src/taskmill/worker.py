@@ -109,6 +109,7 @@ class Worker:
         self.is_ticker = False
         self.signals = 0
         self._woken = False
+        self._idle_rung = False
         self._left = False
         self._registered = False
         self.commanded = False
@@ -271,7 +272,9 @@ class Worker:
     def _rung(self) -> bool:
         """Did a wake-up arrive while we worked? stop_task and requeue ring too."""
         woken, self._woken = self._woken, False
-        return (self.listener is not None and self.listener.drain() > 0) or woken
+        if self.listener is None:
+            return True  # nobody rings on this backend: look before every task
+        return self.listener.drain() > 0 or woken
 
     def _drop_taken_from_batch(self) -> None:
         """Forget claimed tasks that were stopped (or taken) since the claim, so
@@ -322,7 +325,10 @@ class Worker:
         return max(1, min(self.options.max_batch, wanted))
 
     def flush_and_claim(self, limit: int) -> list[Task]:
-        if not self.finished and not self.store.has_due_task(self.groups):
+        rung, self._idle_rung = self._idle_rung, False
+        # a cheap read first, so an idle poll does not take the write lock; after
+        # a ring there is most likely work, so go straight to the claim
+        if not self.finished and not rung and not self.store.has_due_task(self.groups):
             return []
         with self._transaction() as conn:
             self._record(conn)
@@ -632,7 +638,7 @@ class Worker:
                 selector.register(self.listener.fileno(), selectors.EVENT_READ, "ring")
             for key, _ in selector.select(max(0.0, timeout)):
                 if key.data == "ring" and self.listener is not None:
-                    self.listener.drain()
+                    self._idle_rung = self.listener.drain() > 0
                 else:
                     self._drain_wake_pipe()
 

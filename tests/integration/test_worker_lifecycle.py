@@ -4,8 +4,8 @@ Each test starts `taskmill worker` processes of `tests/apps/lifecycle_app.py` ag
 fresh database and checks what ends up in the web2py tables. Heartbeats are 1 s, so
 a dead worker is noticed within a few seconds.
 
-The database comes from the `database` fixture: SQLite for now; point it at `db_url`
-to run the same tests on PostgreSQL and MariaDB.
+The database comes from the `database` fixture, which is `db_url`: every test runs on
+SQLite, PostgreSQL and MariaDB.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ ACTIVE = (TaskStatus.QUEUED, TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
 
 @pytest.fixture
-def database(sqlite_url: str) -> str:
-    """The database under test; make it `db_url` to run on every backend."""
-    return sqlite_url
+def database(db_url: str) -> str:
+    """Every lifecycle test runs on SQLite, PostgreSQL and MariaDB (issue 4)."""
+    return db_url
 
 
 @pytest.fixture
