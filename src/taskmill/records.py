@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Self
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
 
 class _Record:
     """Shared pydal-like behaviour of the records below."""
@@ -24,7 +26,10 @@ class _Record:
 
     @classmethod
     def _field_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+        names = _FIELD_NAMES.get(cls)
+        if names is None:  # computed once per class: rows are built on hot paths
+            names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+        return names
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> Self:

@@ -112,6 +112,16 @@ class PydalListString(TypeDecorator[list[str]]):
 #: datetimes keep microseconds on every backend (MySQL's plain DATETIME drops them)
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
+
+def Name(length: int) -> Any:
+    """A short string compared exactly: MariaDB/MySQL's default collations ignore
+    case and trailing spaces, so 'MAIN' would match a worker of group 'main' and a
+    uuid 'ABC' would count as a duplicate of 'abc'."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
 #: MySQL's TEXT stops at 64 kB; results and arguments may be larger
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
@@ -121,13 +131,13 @@ scheduler_task = Table(
     "scheduler_task",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("application_name", String(STRING_LENGTH)),
-    Column("task_name", String(STRING_LENGTH)),
-    Column("group_name", String(STRING_LENGTH), default="main"),
-    Column("status", String(STRING_LENGTH), default=TaskStatus.QUEUED.value),
+    Column("application_name", Name(STRING_LENGTH)),
+    Column("task_name", Name(STRING_LENGTH)),
+    Column("group_name", Name(STRING_LENGTH), default="main"),
+    Column("status", Name(STRING_LENGTH), default=TaskStatus.QUEUED.value),
     Column("broadcast", PydalBoolean, default=False),
-    Column("function_name", String(STRING_LENGTH)),
-    Column("uuid", String(255), unique=True),
+    Column("function_name", Name(STRING_LENGTH)),
+    Column("uuid", Name(255), unique=True),
     Column("args", LongText, default="[]"),
     Column("vars", LongText, default="{}"),
     Column("enabled", PydalBoolean, default=True),
@@ -138,13 +148,13 @@ scheduler_task = Table(
     Column("retry_failed", Integer, default=0),
     Column("period", Integer, default=60),
     Column("prevent_drift", PydalBoolean, default=False),
-    Column("cronline", String(STRING_LENGTH)),
+    Column("cronline", Name(STRING_LENGTH)),
     Column("timeout", Integer, default=60),
     Column("sync_output", Integer, default=0),
     Column("times_run", Integer, default=0),
     Column("times_failed", Integer, default=0),
     Column("last_run_time", Timestamp),
-    Column("assigned_worker_name", String(STRING_LENGTH), default=""),
+    Column("assigned_worker_name", Name(STRING_LENGTH), default=""),
     # taskmill extra: breaks ties between tasks due at the same time (higher first)
     Column("priority", Integer, default=0),
     # ids never reused on SQLite, so "the most recent task" is the highest id
@@ -156,13 +166,13 @@ scheduler_run = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", Integer, ForeignKey("scheduler_task.id", ondelete="CASCADE")),
-    Column("status", String(STRING_LENGTH)),
+    Column("status", Name(STRING_LENGTH)),
     Column("start_time", Timestamp),
     Column("stop_time", Timestamp),
     Column("run_output", LongText),
     Column("run_result", LongText),
     Column("traceback", LongText),
-    Column("worker_name", String(STRING_LENGTH)),
+    Column("worker_name", Name(STRING_LENGTH)),
     sqlite_autoincrement=True,
 )
 
@@ -170,10 +180,10 @@ scheduler_worker = Table(
     "scheduler_worker",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("worker_name", String(255), unique=True),
+    Column("worker_name", Name(255), unique=True),
     Column("first_heartbeat", Timestamp),
     Column("last_heartbeat", Timestamp),
-    Column("status", String(STRING_LENGTH)),
+    Column("status", Name(STRING_LENGTH)),
     Column("is_ticker", PydalBoolean, default=False),
     Column("group_names", PydalListString),
     Column("worker_stats", Text),
@@ -183,7 +193,7 @@ scheduler_task_deps = Table(
     "scheduler_task_deps",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_name", String(STRING_LENGTH), default="job_0"),
+    Column("job_name", Name(STRING_LENGTH), default="job_0"),
     Column("task_parent", Integer),
     Column("task_child", Integer, ForeignKey("scheduler_task.id", ondelete="CASCADE")),
     Column("can_visit", PydalBoolean, default=False),
