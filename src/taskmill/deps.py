@@ -57,7 +57,9 @@ class JobGraph:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{label} must be a task id (int), not {type(value).__name__}")
         store = self.scheduler.store
-        missing = [t for t in (task_parent, task_child) if store.get_task(t) is None]
+        # looked up on `db` when given, so tasks queued in the same open
+        # transaction (queue_task(db=conn)) are found
+        missing = [t for t in (task_parent, task_child) if not store.task_exists(t, db)]
         if missing:
             raise TaskNotFound(f"no task with id {missing[0]}")
         return store.add_dependency(self.job_name, task_parent, task_child, conn=db)

@@ -92,8 +92,8 @@ def settle(outcome: Outcome, *, discard_results: bool, local_time: bool = False)
         else:
             status = TaskStatus(outcome.status.value)
         values.update(status=status.value, times_failed=failed_before + 1)
-    if values["status"] == TaskStatus.QUEUED.value:
-        values["assigned_worker_name"] = ""
+    if values["status"] == TaskStatus.QUEUED.value and not task.broadcast:
+        values["assigned_worker_name"] = ""  # a broadcast copy stays its worker's
     # web2py deletes the run row only of a run that completed returning None;
     # failed, timed-out and stopped runs are always recorded
     if outcome.status is RunStatus.COMPLETED:

@@ -290,7 +290,7 @@ class Worker:
     def _idle_timeout(self) -> float:
         now = time.monotonic()
         timeout = min(self.next_beat - now, self.store.poll_interval)
-        due = self.store.next_due_time(self.groups)
+        due = self.store.next_due_time(self.groups, self.name)
         if due is not None:
             timeout = min(timeout, (due - self.store.now()).total_seconds())
         return max(timeout, 0.0)
@@ -328,7 +328,7 @@ class Worker:
         rung, self._idle_rung = self._idle_rung, False
         # a cheap read first, so an idle poll does not take the write lock; after
         # a ring there is most likely work, so go straight to the claim
-        if not self.finished and not rung and not self.store.has_due_task(self.groups):
+        if not self.finished and not rung and not self.store.has_due_task(self.groups, self.name):
             return []
         with self._transaction() as conn:
             self._record(conn)

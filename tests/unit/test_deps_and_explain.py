@@ -194,3 +194,12 @@ def test_explain_stopped_task(sched: Scheduler) -> None:
     assert sched.explain(task_id or 0).reasons == [
         "it was stopped (stop_task); requeue() runs it again"
     ]
+
+
+def test_add_deps_in_the_same_transaction_as_the_tasks(sched: Scheduler) -> None:
+    with sched.store.engine.begin() as conn:
+        parent = sched.queue_task("noop", db=conn).id
+        child = sched.queue_task("noop", db=conn).id
+        assert parent is not None and child is not None
+        JobGraph(sched, "atomic").add_deps(parent, child, db=conn)
+    assert sched.store.dependencies("atomic") == [(parent, child)]

@@ -51,6 +51,12 @@ from taskmill.schema import (
     scheduler_worker,
 )
 from taskmill.states import ACTIVE, IN_FLIGHT, REQUEUEABLE, RunStatus, TaskStatus, WorkerStatus
+from taskmill.store.broadcast import (
+    addressed_to,
+    expand_due_templates,
+    expire_undeliverable,
+    unassigned_unless_copy,
+)
 from taskmill.timing import from_storage, to_storage, utc_now
 
 log = logging.getLogger(__name__)
@@ -284,6 +290,13 @@ class Store:
             row = conn.execute(select(T).where(condition).order_by(T.c.id.desc()).limit(1)).first()
         return None if row is None else self._task(row)
 
+    def task_exists(self, task_id: int, conn: Connection | None = None) -> bool:
+        query = select(T.c.id).where(T.c.id == task_id)
+        if conn is not None:
+            return conn.execute(query).first() is not None
+        with self.reading() as own:
+            return own.execute(query).first() is not None
+
     def get_task(self, task_id: int) -> Task | None:
         return self.find_task(T.c.id == task_id)
 
@@ -330,7 +343,7 @@ class Store:
                 .values(
                     status=TaskStatus.QUEUED.value,
                     next_run_time=now,
-                    assigned_worker_name="",
+                    assigned_worker_name=unassigned_unless_copy(),
                     **counters,
                 )
             ).rowcount
@@ -429,17 +442,28 @@ class Store:
             ~unfinished_parent,
         )
 
-    def due_params(self, groups: Sequence[str], limit: int = 1) -> dict[str, Any]:
+    def due_params(
+        self, groups: Sequence[str], limit: int = 1, worker_name: str = ""
+    ) -> dict[str, Any]:
         """Parameters of the prebuilt due-task statements (DUE_IDS, DUE_EXISTS)."""
-        return {"due_now": self._db(self.now()), "due_groups": list(groups), "due_limit": limit}
+        return {
+            "due_now": self._db(self.now()),
+            "due_groups": list(groups),
+            "due_limit": limit,
+            "due_worker": worker_name,
+        }
 
-    def has_due_task(self, groups: Sequence[str]) -> bool:
+    def has_due_task(self, groups: Sequence[str], worker_name: str = "") -> bool:
+        """Is anything claimable now (by this worker, counting its broadcast copies)?"""
+        params = self.due_params(groups, worker_name=worker_name)
         with self.reading() as conn:
-            return conn.execute(DUE_EXISTS, self.due_params(groups)).first() is not None
+            return conn.execute(DUE_EXISTS, params).first() is not None
 
-    def next_due_time(self, groups: Sequence[str]) -> datetime | None:
+    def next_due_time(self, groups: Sequence[str], worker_name: str = "") -> datetime | None:
+        """When the next task of these groups falls due (None: nothing scheduled)."""
+        params = self.due_params(groups, worker_name=worker_name)
         with self.reading() as conn:
-            value = conn.execute(NEXT_DUE, {"due_groups": list(groups)}).scalar()
+            value = conn.execute(NEXT_DUE, params).scalar()
         return from_storage(value, local_time=self.local_time)
 
     def claim_due_tasks(
@@ -448,7 +472,7 @@ class Store:
         """Mark up to `limit` due tasks ASSIGNED to this worker; no two workers get one."""
         if limit <= 0:
             return []
-        params = self.due_params(groups, limit)
+        params = self.due_params(groups, limit, worker_name)
         ids = [row.id for row in conn.execute(DUE_IDS.with_for_update(skip_locked=True), params)]
         if not ids:
             return []
@@ -481,7 +505,7 @@ class Store:
                 T.c.status == TaskStatus.ASSIGNED.value,
                 T.c.assigned_worker_name == worker_name,
             )
-            .values(status=TaskStatus.QUEUED.value, assigned_worker_name="")
+            .values(status=TaskStatus.QUEUED.value, assigned_worker_name=unassigned_unless_copy())
         ).rowcount
 
     def start_run(
@@ -773,10 +797,15 @@ class Store:
             # again: a range UPDATE would lock index ranges that claiming workers
             # hold, which is how MySQL deadlocks.
             in_flight = conn.execute(
-                select(T.c.id, T.c.assigned_worker_name).where(T.c.status.in_(IN_FLIGHT))
+                select(T.c.id, T.c.assigned_worker_name, T.c.broadcast).where(
+                    T.c.status.in_(IN_FLIGHT)
+                )
             ).all()
-            orphans = sorted(row.id for row in in_flight if row.assigned_worker_name not in live)
-            owners = sorted({row.assigned_worker_name or "" for row in in_flight} - live)
+            in_flight = [row for row in in_flight if row.assigned_worker_name not in live]
+            # a broadcast copy was meant for its dead worker alone: it expires below
+            orphans = sorted(row.id for row in in_flight if not row.broadcast)
+            lost_copies = sorted(row.id for row in in_flight if row.broadcast)
+            owners = sorted({row.assigned_worker_name or "" for row in in_flight})
             requeued = 0
             if orphans:
                 conn.execute(
@@ -814,8 +843,24 @@ class Store:
                     .where(T.c.id.in_(stale), T.c.status == TaskStatus.QUEUED.value)
                     .values(status=TaskStatus.EXPIRED.value)
                 ).rowcount
+            if lost_copies:
+                expired += conn.execute(
+                    update(T)
+                    .where(T.c.id.in_(lost_copies), T.c.status.in_(IN_FLIGHT))
+                    .values(status=TaskStatus.EXPIRED.value)
+                ).rowcount
+            expired += expire_undeliverable(conn, live)
+            fresh = self._db(now - timedelta(seconds=dead_after))
+            workers = [
+                self._worker(row)
+                for row in conn.execute(select(W).where(W.c.last_heartbeat >= fresh))
+            ]
+            copies = expand_due_templates(
+                conn, now, stamp, workers, self._task, self._db, local_time=self.local_time
+            )
         if requeued:
             log.warning("requeued %d task(s) of dead worker(s) %s", requeued, dead)
+        if requeued or copies:
             self.ring()
         return Housekeeping(dead_workers=dead, requeued=requeued, expired=expired)
 
@@ -846,6 +891,7 @@ def _due_clause() -> ColumnElement[bool]:
         T.c.group_name.in_(bindparam("due_groups", expanding=True)),
         T.c.next_run_time <= now,
         or_(T.c.stop_time.is_(None), T.c.stop_time > now),
+        addressed_to(bindparam("due_worker")),
         ~unfinished_parent,
     )
 
@@ -861,10 +907,14 @@ DUE_IDS = (
     .order_by(T.c.next_run_time, T.c.id)
     .limit(bindparam("due_limit", type_=Integer))
 )
+#: when the next task becomes due; tasks due already but held back (by a
+#: dependency, say) are left out, or an idle worker would wake in a busy loop
 NEXT_DUE = select(func.min(T.c.next_run_time)).where(
     T.c.status == TaskStatus.QUEUED.value,
     T.c.enabled == True,  # noqa: E712
     T.c.group_name.in_(bindparam("due_groups", expanding=True)),
+    T.c.next_run_time > bindparam("due_now", type_=T.c.next_run_time.type),
+    addressed_to(bindparam("due_worker")),
 )
 
 

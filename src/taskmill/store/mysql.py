@@ -1,7 +1,8 @@
-"""MariaDB / MySQL: SKIP LOCKED claims and adaptive polling.
+"""MariaDB / MySQL: SKIP LOCKED claims and polling.
 
-There is no NOTIFY, so an idle worker polls with a cheap indexed query, every
-few milliseconds right after work and less often as it stays idle. Claims lock
+There is no NOTIFY, so an idle worker polls with a cheap indexed query every
+20 ms (poll_interval), and re-reads its claimed batch before each task so that
+stop_task still keeps an ASSIGNED task from starting. Claims lock
 the due rows they read with FOR UPDATE SKIP LOCKED (MariaDB >= 10.6, MySQL 8),
 so concurrent workers skip each other's rows instead of waiting on them.
 """

@@ -126,6 +126,6 @@ class PostgresStore(Store):
     ) -> list[Task]:
         if limit <= 0:
             return []
-        params = {"claimer": worker_name, **self.due_params(groups, limit)}
+        params = {"claimer": worker_name, **self.due_params(groups, limit, worker_name)}
         rows = conn.execute(_CLAIM, params).all()
         return sort_claimed([self._task(row) for row in rows])
