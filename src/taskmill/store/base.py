@@ -37,6 +37,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    true,
     update,
 )
 
@@ -877,9 +878,10 @@ def _new_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def _due_clause() -> ColumnElement[bool]:
+def _due_clause(*, due_now: bool = True) -> ColumnElement[bool]:
     """What makes a task claimable now, with the clock and groups as parameters so
-    the statement is built and compiled once, not on every claim."""
+    the statement is built and compiled once, not on every claim. Without
+    `due_now` it is "claimable once its time comes"."""
     now = bindparam("due_now", type_=T.c.next_run_time.type)
     unfinished_parent = exists().where(
         D.c.task_parent == T.c.id,
@@ -889,7 +891,7 @@ def _due_clause() -> ColumnElement[bool]:
         T.c.status == TaskStatus.QUEUED.value,
         T.c.enabled == True,  # noqa: E712
         T.c.group_name.in_(bindparam("due_groups", expanding=True)),
-        T.c.next_run_time <= now,
+        T.c.next_run_time <= now if due_now else true(),
         or_(T.c.stop_time.is_(None), T.c.stop_time > now),
         addressed_to(bindparam("due_worker")),
         ~unfinished_parent,
@@ -907,15 +909,10 @@ DUE_IDS = (
     .order_by(T.c.next_run_time, T.c.id)
     .limit(bindparam("due_limit", type_=Integer))
 )
-#: when the next task becomes due; tasks due already but held back (by a
-#: dependency, say) are left out, or an idle worker would wake in a busy loop
-NEXT_DUE = select(func.min(T.c.next_run_time)).where(
-    T.c.status == TaskStatus.QUEUED.value,
-    T.c.enabled == True,  # noqa: E712
-    T.c.group_name.in_(bindparam("due_groups", expanding=True)),
-    T.c.next_run_time > bindparam("due_now", type_=T.c.next_run_time.type),
-    addressed_to(bindparam("due_worker")),
-)
+#: when the next claimable task falls due: the same conditions as a claim but
+#: the time, so a task held back (by a dependency, say) cannot make an idle
+#: worker wake in a busy loop
+NEXT_DUE = select(func.min(T.c.next_run_time)).where(_due_clause(due_now=False))
 
 
 def claim_returning(due_ids: Select[Any]) -> Any:
