@@ -22,6 +22,10 @@ from taskmill import current_task
 
 #: environment variable naming the database (set for every worker by the harness)
 DB_ENV = "TASKMILL_TEST_DB"
+#: where the audit table lives, if not in that database: the connection-fault tests
+#: keep it elsewhere, so that killing the scheduler database's connections measures
+#: the worker, not the task's own bookkeeping
+AUDIT_DB_ENV = "TASKMILL_TEST_AUDIT_DB"
 
 BIG_RESULT_SIZE = 100_000
 
@@ -69,7 +73,7 @@ def _write_audit(label: str) -> int:
     context = current_task()
     if context is None:
         raise RuntimeError("audit tasks must run inside a worker")
-    url = os.environ[DB_ENV]
+    url = os.environ.get(AUDIT_DB_ENV) or os.environ[DB_ENV]
     engine = audit_engine(url)
     if url not in _created:
         create_audit_table(engine)

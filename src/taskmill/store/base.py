@@ -105,6 +105,9 @@ class Store:
 
     #: seconds an idle worker waits before looking again when nobody rings it
     poll_interval: float = 0.5
+    #: a one-statement UPDATE ... RETURNING claim (see claim_returning), for the
+    #: backends that have RETURNING; None: select the due ids, then update them
+    claim_statement: Any = None
 
     def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
         self.engine = engine
@@ -411,38 +414,23 @@ class Store:
 
     def count_due_ahead(self, task: Task) -> int:
         """Due QUEUED tasks of the same group that a worker would claim first."""
-        now = self.now()
         stamp = self._db(task.next_run_time)
+        query = (
+            select(func.count())
+            .select_from(T)
+            .where(
+                DUE,
+                or_(
+                    T.c.next_run_time < stamp,
+                    and_(T.c.next_run_time == stamp, T.c.id < task.id),
+                ),
+            )
+        )
         with self.reading() as conn:
-            value = conn.execute(
-                select(func.count())
-                .select_from(T)
-                .where(
-                    self.due_condition([task.group_name or ""], now),
-                    or_(
-                        T.c.next_run_time < stamp,
-                        and_(T.c.next_run_time == stamp, T.c.id < task.id),
-                    ),
-                )
-            ).scalar()
+            value = conn.execute(query, self.due_params([task.group_name or ""])).scalar()
         return int(value or 0)
 
     # ------------------------------------------------------------------ claims
-    def due_condition(self, groups: Sequence[str], now: datetime) -> ColumnElement[bool]:
-        stamp = self._db(now)
-        unfinished_parent = exists().where(
-            D.c.task_parent == T.c.id,
-            or_(D.c.can_visit == False, D.c.can_visit.is_(None)),  # noqa: E712
-        )
-        return and_(
-            T.c.status == TaskStatus.QUEUED.value,
-            T.c.enabled == True,  # noqa: E712
-            T.c.group_name.in_(list(groups)),
-            T.c.next_run_time <= stamp,
-            or_(T.c.stop_time.is_(None), T.c.stop_time > stamp),
-            ~unfinished_parent,
-        )
-
     def due_params(
         self, groups: Sequence[str], limit: int = 1, worker_name: str = ""
     ) -> dict[str, Any]:
@@ -474,6 +462,9 @@ class Store:
         if limit <= 0:
             return []
         params = self.due_params(groups, limit, worker_name)
+        if self.claim_statement is not None:
+            rows = conn.execute(self.claim_statement, {"claimer": worker_name, **params}).all()
+            return sort_claimed([self._task(row) for row in rows])
         ids = [row.id for row in conn.execute(DUE_IDS.with_for_update(skip_locked=True), params)]
         if not ids:
             return []
@@ -482,7 +473,7 @@ class Store:
             .where(T.c.id.in_(ids))
             .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
         )
-        rows = conn.execute(select(T).where(T.c.id.in_(ids)))
+        rows = conn.execute(select(T).where(T.c.id.in_(ids))).all()
         return sort_claimed([self._task(row) for row in rows])
 
     def assign_task(self, conn: Connection, task_id: int, worker_name: str) -> bool:

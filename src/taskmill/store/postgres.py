@@ -12,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from taskmill.records import Task
 from taskmill.schema import scheduler_task as T
-from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning, sort_claimed
+from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +82,7 @@ _CLAIM = claim_returning(DUE_IDS.with_for_update(skip_locked=True, of=T))
 
 
 class PostgresStore(Store):
+    claim_statement = _CLAIM
     poll_interval = 5.0  # a safety net: NOTIFY does the waking
 
     def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
@@ -120,12 +120,3 @@ class PostgresStore(Store):
     def _lock_workers(self, conn: Connection) -> None:
         # one lock id for the ticker election; held until this transaction ends
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('taskmill-ticker'))"))
-
-    def claim_due_tasks(
-        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
-    ) -> list[Task]:
-        if limit <= 0:
-            return []
-        params = {"claimer": worker_name, **self.due_params(groups, limit, worker_name)}
-        rows = conn.execute(_CLAIM, params).all()
-        return sort_claimed([self._task(row) for row in rows])

@@ -13,15 +13,14 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
-from taskmill.records import Task
-from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning, sort_claimed
+from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning
 from taskmill.store.doorbell import Doorbell
 from taskmill.timing import utc_now
 
@@ -105,6 +104,7 @@ class WriterQueue:
 
 
 class SQLiteStore(Store):
+    claim_statement = _CLAIM
     poll_interval = 5.0  # only a safety net: wake-ups come from the doorbell
 
     def __init__(
@@ -150,12 +150,3 @@ class SQLiteStore(Store):
 
     def listen(self, worker_name: str) -> Listener | None:
         return self.doorbell.listen(worker_name)
-
-    def claim_due_tasks(
-        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
-    ) -> list[Task]:
-        if limit <= 0:
-            return []
-        params = {"claimer": worker_name, **self.due_params(groups, limit, worker_name)}
-        rows = conn.execute(_CLAIM, params).all()
-        return sort_claimed([self._task(row) for row in rows])
