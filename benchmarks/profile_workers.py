@@ -1,15 +1,17 @@
 """Where a taskmill worker's time goes, written as text under benchmarks/profiles/.
 
-Three kinds of profile, of 2 workers on SQLite as in run.py:
+Three kinds of profile, of 2 workers as in run.py, on SQLite (the default) or with
+--backend postgres|mysql on the local server (files named *-postgres.txt, *-mysql.txt):
 
   operations  the cost of each step of the task life-cycle, timed one at a time in
           this process (queue_task, the idle-path read, a claim of 50, writing 50
           results, the worker-child round trip), next to the same step in plain
-          sqlite3 (benchmarks/sql_baseline.py): microseconds per task.
+          SQL (benchmarks/sql_baseline.py: sqlite3, psycopg, PyMySQL): microseconds per task.
   phases  each worker runs with timing probes wrapped around a few of its methods
           (in the worker process only; taskmill's code is not changed) and the time
-          between probes is added up by phase: waiting for the write lock (BEGIN
-          IMMEDIATE), writing results, claiming, running tasks, idle-path reads.
+          between probes is added up by phase: starting the transaction (SQLite: waiting
+          for the write lock; servers: pool checkout and its ping), writing results,
+          claiming, COMMIT, running tasks, re-reading the claimed batch, idle-path reads.
           Drain: phases per worker in the steady part. Pickup: per task, the time from
           queue_task to the task's start split into steps, as percentiles.
   py-spy  (--py-spy; needs `pip install py-spy`, not a project dependency) the no-op
@@ -22,7 +24,8 @@ The probes and the operations name taskmill internals (Worker._transaction,
 Store.record_outcomes, ...): when those change, update PROBES and the operations.
 
 Usage:
-  python benchmarks/profile_workers.py                  # operations and phases
+  python benchmarks/profile_workers.py                  # operations and phases, SQLite
+  python benchmarks/profile_workers.py --backend postgres [--prefetch 16]
   python benchmarks/profile_workers.py --py-spy         # also the py-spy profile
 """
 
@@ -39,10 +42,10 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +56,9 @@ import taskmill
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import databases  # noqa: E402
 import run  # noqa: E402
+import sql_baseline  # noqa: E402
 
 PROFILES = HERE / "profiles"
 TRACE_ENV = "TASKMILL_BENCH_TRACE_DIR"
@@ -65,7 +70,8 @@ PROBES = [
     ("taskmill.store.base", "Store", "has_due_task", "has_due"),
     ("taskmill.store.base", "Store", "next_due_time", "next_due"),
     ("taskmill.store.base", "Store", "record_outcomes", "record"),
-    ("taskmill.store.sqlite", "SQLiteStore", "claim_due_tasks", "claim"),
+    ("taskmill.store.base", "Store", "claim_due_tasks", "claim"),
+    ("taskmill.store.base", "Store", "task_statuses", "recheck"),
     ("taskmill.executor", "ChildProcess", "send_task", "send"),
 ]
 
@@ -95,9 +101,10 @@ def install_probes(log: list[Event]) -> None:
 
     @contextlib.contextmanager
     def transaction(self: Any) -> Iterator[Any]:
-        log.append([time.time(), "tx>", None])  # about to BEGIN IMMEDIATE
+        log.append([time.time(), "tx>", None])  # about to begin
         with original_tx(self) as conn:
-            log.append([time.time(), "tx-begun", None])  # holds the write lock
+            # SQLite: holds the write lock; servers: a pooled connection (pinged)
+            log.append([time.time(), "tx-begun", None])
             yield conn
             log.append([time.time(), "tx-commit", None])
         log.append([time.time(), "tx-done", None])
@@ -121,7 +128,9 @@ def probed_worker(argv: list[str]) -> int:
 
 
 # ------------------------------------------------------------------------ running them
-def start_probed_workers(db: run.Db, trace_dir: Path, count: int) -> run.Procs:
+def start_probed_workers(
+    db: databases.Db, trace_dir: Path, count: int, prefetch: int = 0
+) -> run.Procs:
     env = run.worker_env(db.url)
     env[TRACE_ENV] = str(trace_dir)
     procs = run.Procs()
@@ -137,6 +146,7 @@ def start_probed_workers(db: run.Db, trace_dir: Path, count: int) -> run.Procs:
             "bench_app:sched",
             "--name",
             f"probed-{index}",
+            *(["--prefetch", str(prefetch)] if prefetch else []),
         ]
         procs.start(command, env, db.directory, db.log)
     return procs
@@ -146,8 +156,9 @@ def load_traces(trace_dir: Path) -> dict[str, list[Event]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(trace_dir.glob("trace-*.json"))}
 
 
+BEGIN_PHASE = "starting the transaction (SQLite: write lock; servers: checkout, ping)"
 PHASE_AFTER = {
-    "tx>": "waiting for the write lock (BEGIN IMMEDIATE)",
+    "tx>": BEGIN_PHASE,
     "tx-begun": "in transaction: writing results",
     "record<": "in transaction: claiming",
     "claim<": "in transaction: claiming",
@@ -155,6 +166,8 @@ PHASE_AFTER = {
     "tx-done": "running tasks (child round trips, settle)",
     "send>": "running tasks (child round trips, settle)",
     "send<": "running tasks (child round trips, settle)",
+    "recheck>": "re-reading the claimed batch (task_statuses)",
+    "recheck<": "running tasks (child round trips, settle)",
     "has_due>": "idle-path reads (has_due_task, next_due_time)",
     "next_due>": "idle-path reads (has_due_task, next_due_time)",
     "idle>": "idle (waiting for a wake-up)",
@@ -194,21 +207,23 @@ def drain_phases(traces: dict[str, list[Event]]) -> list[str]:
     return lines
 
 
-def profile_drain_phases(tmp: Path, tasks: int) -> list[str]:
-    db = run.fresh_db(tmp, "phases-drain")
-    trace_dir = db.directory / "traces"
-    trace_dir.mkdir()
-    run.bulk_insert(db, "noop", tasks)
-    run.say(f"phases: drain of {tasks:,} no-op tasks, 2 probed workers")
-    began = time.perf_counter()
-    with run.started(start_probed_workers(db, trace_dir, 2)) as procs:
-        run.wait_for(lambda: run.completed(db) >= tasks, 300, "the drain")
-        elapsed = time.perf_counter() - began
-        procs.stop()
+def profile_drain_phases(bench: run.Run, tasks: int, prefetch: int = 0) -> list[str]:
+    with run.fresh(bench, "phases-drain") as db:
+        trace_dir = db.directory / "traces"
+        trace_dir.mkdir()
+        run.bulk_insert(db, "noop", tasks)
+        run.say(f"phases: drain of {tasks:,} no-op tasks, 2 probed workers")
+        began = time.perf_counter()
+        with run.started(start_probed_workers(db, trace_dir, 2, prefetch)) as procs:
+            run.wait_for(lambda: run.completed(db) >= tasks, 300, "the drain")
+            elapsed = time.perf_counter() - began
+            procs.stop()
+        traces = load_traces(trace_dir)
     header = (
         f"drain: {tasks:,} no-op tasks in {elapsed:.1f} s from start ({tasks / elapsed:,.0f}/s)"
+        + (f", --prefetch {prefetch}" if prefetch else "")
     )
-    return [header, "", *drain_phases(load_traces(trace_dir))]
+    return [header, "", *drain_phases(traces)]
 
 
 def pickup_steps(
@@ -240,8 +255,8 @@ def pickup_steps(
             ("queue_task before the INSERT", before, insert_began),
             ("INSERT + COMMIT + ring, until wake-up", insert_began, last("idle<")),
             ("woken: has_due_task read", last("has_due>"), last("has_due<")),
-            ("waiting for the write lock", last("tx>"), last("tx-begun")),
-            ("claim UPDATE .. RETURNING", last("claim>"), last("claim<")),
+            ("starting the transaction", last("tx>"), last("tx-begun")),
+            ("claim", last("claim>"), last("claim<")),
             ("COMMIT", last("tx-commit"), last("tx-done")),
             ("hand-over to the child, task starts", send_time, began),
         ]
@@ -253,8 +268,12 @@ def pickup_steps(
     return steps
 
 
-def profile_pickup_phases(tmp: Path, count: int) -> list[str]:
-    db = run.fresh_db(tmp, "phases-pickup")
+def profile_pickup_phases(bench: run.Run, count: int) -> list[str]:
+    with run.fresh(bench, "phases-pickup") as db:
+        return _pickup_phases(db, count)
+
+
+def _pickup_phases(db: databases.Db, count: int) -> list[str]:
     trace_dir = db.directory / "traces"
     trace_dir.mkdir()
     sched = db.scheduler()
@@ -270,19 +289,14 @@ def profile_pickup_phases(tmp: Path, count: int) -> list[str]:
     sched.store.insert_task = timed_insert  # type: ignore[method-assign]
     run.say(f"phases: pickup of {count} tasks, 2 probed idle workers")
     with run.started(start_probed_workers(db, trace_dir, 2)) as procs:
-        workers_sql = "SELECT count(*) FROM scheduler_worker"
-        with contextlib.closing(sqlite3.connect(db.path)) as conn:
-            run.wait_for(lambda: db.count(conn, workers_sql) >= 2, 60, "workers")
+        run.wait_for(lambda: run.count(db, run.WORKERS_SQL) >= 2, 60, "workers")
         time.sleep(0.5)
+        sched.store.now()
         sent = run.pace(count, 0.02, lambda: int(sched.queue_task("stamp").id or 0))
         figures = run.latencies(db, sent)
         procs.stop()
     sched.store.dispose()
-    with contextlib.closing(sqlite3.connect(db.path)) as conn:
-        starts = {
-            task_id: float(json.loads(result))
-            for task_id, result in conn.execute("SELECT task_id, run_result FROM scheduler_run")
-        }
+    starts = run.run_starts(db)
     steps = pickup_steps(sent, inserts, starts, load_traces(trace_dir))
     lines = [
         f"pickup: {count} tasks, one every 20 ms, 2 idle probed workers; latency p50 "
@@ -290,7 +304,8 @@ def profile_pickup_phases(tmp: Path, count: int) -> list[str]:
         "",
         "Steps of the winning worker (the one that ran the task), in ms. 'INSERT + COMMIT +",
         "ring, until wake-up' runs from the start of the enqueuer's insert_task to the",
-        "winner's return from its idle wait (tasks whose winner was not idle are left out).",
+        "winner's return from its idle wait (tasks whose winner was not idle are left out);",
+        "where workers poll (MariaDB) the wake-up is the poll timer's.",
         "",
         f"  {'step':40s} {'p50':>7s} {'p90':>7s} {'p99':>7s} {'mean':>7s}",
     ]
@@ -315,19 +330,46 @@ def timed(count: int, step: Any, repeat: int = 3) -> float:
     return best
 
 
-def taskmill_operations(tmp: Path) -> list[tuple[str, float, str]]:
+def taskmill_operations(bench: run.Run) -> list[tuple[str, float, str]]:
+    with run.fresh(bench, "operations-taskmill") as db:
+        return _taskmill_operations(db)
+
+
+def _taskmill_operations(db: databases.Db) -> list[tuple[str, float, str]]:
     from taskmill.lifecycle import Outcome, settle
     from taskmill.states import RunStatus
     from taskmill.worker import Worker
 
-    db = run.fresh_db(tmp, "operations-taskmill")
     sched = db.scheduler()
     store = sched.store
     rows: list[tuple[str, float, str]] = []
+    sched.queue_task("noop")
     rows.append(
         ("queue_task, own transaction", timed(300, lambda: sched.queue_task("noop")), "call")
     )
-    rows.append(("  of which uuid_taken (read)", timed(300, lambda: store.uuid_taken("x")), "call"))
+    now = store.now()
+    build = lambda: sched._validator.build_row("noop", (), None, {}, now)  # noqa: E731
+    rows.append(("  of which building the row (validator)", timed(300, build), "call"))
+    row = build()[0]
+
+    def insert() -> None:
+        row["uuid"] = str(uuid.uuid4())
+        store.insert_task(row)
+
+    rows.append(("  of which store.insert_task (+ wake-up)", timed(300, insert), "call"))
+
+    def checkout() -> None:
+        with store.engine.connect():
+            pass
+
+    rows.append(("  of which a pool checkout (pre-ping)", timed(300, checkout), "call"))
+    rows.append(
+        (
+            "uuid_taken (read; only for a given uuid)",
+            timed(300, lambda: store.uuid_taken("x")),
+            "call",
+        )
+    )
     rows.append(
         ("has_due_task (idle-path read)", timed(300, lambda: store.has_due_task(["main"])), "call")
     )
@@ -339,6 +381,14 @@ def taskmill_operations(tmp: Path) -> list[tuple[str, float, str]]:
             claimed.extend(store.claim_due_tasks(conn, "ops", ["main"], 50))
 
     rows.append(("claim 50 in a transaction", timed(20, claim) / 50, "task"))
+    ids = [task.id for task in claimed[:50]]
+    rows.append(
+        (
+            "task_statuses of 50 (batch re-check)",
+            timed(100, lambda: store.task_statuses(ids)),
+            "call",
+        )
+    )
     now = store.now()
     finished = []
     for task in claimed:
@@ -384,20 +434,26 @@ def taskmill_operations(tmp: Path) -> list[tuple[str, float, str]]:
     return rows
 
 
-def baseline_operations(tmp: Path) -> list[tuple[str, float, str]]:
-    import uuid
+def baseline_operations(bench: run.Run) -> list[tuple[str, float, str]]:
+    with run.fresh(bench, "operations-baseline") as db:
+        session = sql_baseline.open_session(db.url)
+        try:
+            return _baseline_operations(db, session)
+        finally:
+            session.close()
 
-    import sql_baseline
 
-    db = run.fresh_db(tmp, "operations-baseline")
-    conn = sql_baseline.connect(str(db.path))
+def _baseline_operations(
+    db: databases.Db, session: sql_baseline.Session
+) -> list[tuple[str, float, str]]:
     rows: list[tuple[str, float, str]] = []
-    insert = lambda: sql_baseline.insert_task(conn, "noop", str(uuid.uuid4()))  # noqa: E731
-    rows.append(("INSERT, own transaction", timed(300, insert), "call"))
-    due = lambda: conn.execute(sql_baseline.ANY_DUE, {"now": "9999"}).fetchone()  # noqa: E731
-    rows.append(("due-task read", timed(300, due), "call"))
+    insert = lambda: session.insert_task("noop", str(uuid.uuid4()))  # noqa: E731
+    insert()
+    notify = " (+ NOTIFY)" if db.backend.name == "postgres" else ""
+    rows.append((f"INSERT, own transaction{notify}", timed(300, insert), "call"))
+    rows.append(("due-task read", timed(300, session.any_due), "call"))
     run.bulk_insert(db, "noop", 3 * 50 * 20 + 50)
-    worker = sql_baseline.BaselineWorker(conn, "ops", 50, results=False)
+    worker = sql_baseline.BaselineWorker(session, "ops", 50, results=False)
     claimed: list[Any] = []
     rows.append(
         (
@@ -409,22 +465,22 @@ def baseline_operations(tmp: Path) -> list[tuple[str, float, str]]:
     rows.append(
         ("complete 50 in a transaction", timed(20, lambda: worker.run(claimed.pop())) / 50, "task")
     )
-    conn.close()
     return rows
 
 
-def profile_operations(tmp: Path) -> list[str]:
+def profile_operations(bench: run.Run) -> list[str]:
     run.say("operations: timing each step of the life-cycle")
+    driver = {"sqlite": "sqlite3", "postgres": "psycopg", "mysql": "PyMySQL"}[bench.backend.name]
     lines = [
         "Each step timed alone in one process (best of 3), microseconds per call or per",
-        "task. taskmill goes through SQLAlchemy Core; the baseline is plain sqlite3 with",
-        "hand-written SQL (benchmarks/sql_baseline.py) on the same tables and pragmas.",
+        f"task. taskmill goes through SQLAlchemy Core; the baseline is plain {driver} with",
+        "hand-written SQL (benchmarks/sql_baseline.py) on the same tables.",
         "",
         f"  {'step':46s} {'us':>9s}  per",
     ]
     for title, measured in (
-        ("taskmill", taskmill_operations(tmp)),
-        ("pure-SQL baseline", baseline_operations(tmp)),
+        ("taskmill", taskmill_operations(bench)),
+        ("pure-SQL baseline", baseline_operations(bench)),
     ):
         lines.append(f"  {title}")
         lines += [f"    {name:44s} {value:9.1f}  {unit}" for name, value, unit in measured]
@@ -473,16 +529,20 @@ def summarize_raw(raw: Path, top: int) -> list[str]:
     return lines
 
 
-def profile_py_spy(tmp: Path, tasks: int) -> list[str]:
+def profile_py_spy(bench: run.Run, tasks: int, prefetch: int = 0) -> list[str]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy (not a project dependency)")
-    db = run.fresh_db(tmp, "py-spy")
+    with run.fresh(bench, "py-spy") as db:
+        return _py_spy(db, py_spy, tasks, prefetch)
+
+
+def _py_spy(db: databases.Db, py_spy: str, tasks: int, prefetch: int) -> list[str]:
     run.bulk_insert(db, "noop", tasks)
     raw = db.directory / "py-spy.raw"
     command = [py_spy, "record", "--subprocesses", "--rate", "250", "--format", "raw"]
     command += ["--output", str(raw), "--idle", "--"]
-    command += run.taskmill_worker_command(2)
+    command += run.taskmill_worker_command(2, prefetch)
     run.say(f"py-spy: drain of {tasks:,} no-op tasks")
     began = time.perf_counter()
     with run.started(run.Procs()) as procs:
@@ -502,20 +562,30 @@ def profile_py_spy(tmp: Path, tasks: int) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- main
-def write(name: str, lines: list[str]) -> None:
+def write(name: str, lines: list[str], bench: run.Run, options: argparse.Namespace) -> None:
     machine = run.machine_info()
+    backend = bench.backend
+    made_by = "# made by: python benchmarks/profile_workers.py"
+    if backend.name != "sqlite":
+        made_by += f" --backend {backend.name}"
+    if options.prefetch:
+        made_by += f" --prefetch {options.prefetch}"
+    if "py-spy" in name:
+        made_by += " --py-spy"
     header = [
         f"# {name}",
         f"# taskmill {taskmill.__version__} ({run.git_revision()}), "
-        f"{datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}, {backend.title} {backend.version()}",
         f"# {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
         f"SQLite {machine['sqlite']}, load average {machine['load_average_at_start']}",
-        "# made by: python benchmarks/profile_workers.py"
-        + (" --py-spy" if "py-spy" in name else ""),
+        made_by,
         "",
     ]
     PROFILES.mkdir(exist_ok=True)
-    path = PROFILES / f"{name}.txt"
+    suffix = "" if backend.name == "sqlite" else f"-{backend.name}"
+    if options.prefetch and name != "operations":
+        suffix += f"-prefetch-{options.prefetch}"
+    path = PROFILES / f"{name}{suffix}.txt"
     path.write_text("\n".join(header + lines).rstrip() + "\n")
     run.say(f"wrote {path}")
 
@@ -525,18 +595,35 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--as-worker"]:
         return probed_worker(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=run.BACKENDS, default="sqlite")
     parser.add_argument("--tasks", type=int, default=20_000, help="tasks in each drain")
     parser.add_argument("--pickups", type=int, default=200, help="tasks in the pickup run")
+    parser.add_argument("--prefetch", type=int, default=0, help="workers' --prefetch in drains")
     parser.add_argument("--py-spy", action="store_true", help="also sample with py-spy")
+    parser.add_argument(
+        "--only", nargs="+", choices=["operations", "drain", "pickup"], default=None
+    )
     options = parser.parse_args(argv)
+    backend = databases.backend(options.backend)
+    reason = backend.unavailable()
+    if reason:
+        raise SystemExit(f"{backend.title} is not available: {reason}")
     tmp = Path(tempfile.mkdtemp(prefix="taskmill-profile-"))
+    bench = run.Run(backend, tmp, run.FULL[options.backend])
+    only = options.only or ["operations", "drain", "pickup"]
     try:
-        write("operations", profile_operations(tmp))
-        write("drain-phases", profile_drain_phases(tmp, options.tasks))
-        write("pickup-phases", profile_pickup_phases(tmp, options.pickups))
+        if "operations" in only:
+            write("operations", profile_operations(bench), bench, options)
+        if "drain" in only:
+            phases = profile_drain_phases(bench, options.tasks, options.prefetch)
+            write("drain-phases", phases, bench, options)
+        if "pickup" in only and not options.prefetch:
+            write("pickup-phases", profile_pickup_phases(bench, options.pickups), bench, options)
         if options.py_spy:
-            write("drain-py-spy-wall", profile_py_spy(tmp, options.tasks))
+            spy = profile_py_spy(bench, options.tasks, options.prefetch)
+            write("drain-py-spy-wall", spy, bench, options)
     finally:
+        bench.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -12,12 +12,14 @@ import argparse
 import io
 import json
 import os
+import select
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -64,23 +66,43 @@ class OutputCapture(io.TextIOBase):
 
 
 class Channel:
-    """The child's end of the socket; sends are serialised across threads."""
+    """The child's end of the socket; sends are serialised across threads.
+
+    The worker may send messages ahead (tasks handed over in advance, hold and
+    release), so a task thread waiting for the reply to its own request keeps
+    whatever else arrives first in `inbox` for the serve loop.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
+        self.inbox: deque[dict[str, Any] | None] = deque()
 
     def send(self, message: dict[str, Any]) -> None:
         with self.lock:
             send_message(self.sock, message)
 
-    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+    def request(self, message: dict[str, Any], reply_type: str) -> dict[str, Any]:
         with self.lock:
             send_message(self.sock, message)
-            reply = recv_message(self.sock)
-        if reply is None:
-            raise SystemExit(0)  # the worker went away
-        return reply
+            while True:
+                reply = recv_message(self.sock)
+                if reply is None:
+                    raise SystemExit(0)  # the worker went away
+                if reply["type"] == reply_type:
+                    return reply
+                self.inbox.append(reply)
+
+    def next_messages(self, block: bool) -> list[dict[str, Any] | None]:
+        """What has arrived: waits for one message if `block`, then takes every
+        message already readable without waiting (None means the worker is gone)."""
+        messages: list[dict[str, Any] | None] = list(self.inbox)
+        self.inbox.clear()
+        if block and not messages:
+            messages.append(recv_message(self.sock))
+        while messages[-1:] != [None] and select.select([self.sock], [], [], 0)[0]:
+            messages.append(recv_message(self.sock))
+        return messages
 
 
 class OutputSyncer(threading.Thread):
@@ -146,7 +168,7 @@ class TaskRunner:
 
     def _ask_run_id(self) -> int | None:
         if self._run_id is None:
-            reply = self.channel.request({"type": "need_run_id"})
+            reply = self.channel.request({"type": "need_run_id"}, "run_id")
             self._run_id = reply.get("run_id")
         return self._run_id
 
@@ -205,21 +227,43 @@ def serve(
     registry: dict[str, Callable[..., Any]],
     manager: TaskManager | None = None,
 ) -> None:
+    """Run the tasks the worker hands over, in order.
+
+    The worker may hand several over in advance. Before starting each one the
+    child reads everything that has arrived, so a "hold" (the worker is checking
+    whether the tasks it sent are still wanted) stops it before the next task, and
+    the "release" that follows names the tasks to drop (stopped meanwhile).
+    """
     runner = TaskRunner(registry, channel, manager)
+    pending: deque[dict[str, Any]] = deque()
+    held = False
     while True:
-        message = recv_message(channel.sock)
-        if message is None or message["type"] == "exit":
-            return
-        if message["type"] == "run":
-            started_at = time.time()
-            started = time.monotonic()
-            report = runner.run(message)
-            report["elapsed"] = time.monotonic() - started
-            # the worker may have sent several tasks ahead: say which one ended
-            # and when it really started
-            report["id"] = message.get("id")
-            report["started_at"] = started_at
-            channel.send(report)
+        for message in channel.next_messages(block=held or not pending):
+            if message is None or message["type"] == "exit":
+                return
+            kind = message["type"]
+            if kind == "run":
+                pending.append(message)
+            elif kind == "hold":
+                held = True
+            elif kind == "release":
+                held = False
+                skip = set(message.get("skip") or [])
+                for dropped in [m for m in pending if m.get("id") in skip]:
+                    pending.remove(dropped)
+                    channel.send({"type": "skipped", "id": dropped.get("id")})
+        if held or not pending:
+            continue
+        message = pending.popleft()
+        started_at = time.time()
+        started = time.monotonic()
+        report = runner.run(message)
+        report["elapsed"] = time.monotonic() - started
+        # the worker may have sent several tasks ahead: say which one ended
+        # and when it really started
+        report["id"] = message.get("id")
+        report["started_at"] = started_at
+        channel.send(report)
 
 
 def die_with_worker(worker_pid: int, every: float = 0.5) -> None:

@@ -21,6 +21,7 @@ FC = TypeVar("FC", bound=Callable[..., Any])
 
 APP_HELP = "the application's Scheduler as MODULE:OBJECT (or env TASKMILL_APP)"
 DB_HELP = "a database URL, for commands that need no task functions (or env TASKMILL_DB)"
+LOCAL_TIME_KEY = "taskmill.local_time"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -33,7 +34,8 @@ def open_scheduler(app: str | None, db: str | None) -> Scheduler:
         if app:
             return load_app(app)
         if db:
-            return Scheduler(db)
+            local_time = bool(click.get_current_context().meta.get(LOCAL_TIME_KEY))
+            return Scheduler(db, utc_time=not local_time)
     except TaskmillError as exc:
         fail(str(exc))
     fail("give --app MODULE:OBJECT (or --db URL); see --help")
@@ -56,7 +58,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 class IsoTime(click.ParamType):  # type: ignore[type-arg]  # generic only since click 8.5
-    """ISO 8601 date-time, with or without an offset (naive means UTC)."""
+    """ISO 8601 date-time, with or without an offset (naive: as the Scheduler's utc_time says)."""
 
     name = "datetime"
 
@@ -79,12 +81,22 @@ def db_option() -> Callable[[FC], FC]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option(
+    "--local-time",
+    is_flag=True,
+    envvar="TASKMILL_LOCAL_TIME",
+    help="with --db: the tables hold local time (web2py's utc_time=False); "
+    "with --app the app's Scheduler says which",
+)
 @click.version_option(package_name="taskmill")
-def main(log_level: str) -> None:
+@click.pass_context
+def main(ctx: click.Context, log_level: str, local_time: bool) -> None:
     """taskmill: a web2py-compatible background-task scheduler."""
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown log level {log_level!r}")
+    # a --db command would otherwise read and write a local-time database as UTC
+    ctx.meta[LOCAL_TIME_KEY] = local_time
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -103,10 +115,17 @@ def main(log_level: str) -> None:
 @click.option(
     "--prefetch",
     type=click.IntRange(1, 256),
-    default=1,
+    default=16,
     show_default=True,
-    help="hand up to N millisecond tasks to the child ahead of time: faster for tiny "
-    "tasks, but stop_task can then no longer keep those from starting",
+    help="hand up to N millisecond tasks to the child ahead of time, so it runs them back "
+    "to back while the worker records results (1 = one at a time)",
+)
+@click.option(
+    "--db-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="seconds the database may stay unreachable before the worker gives up (exit 3)",
 )
 def worker(
     app: str,
@@ -115,6 +134,7 @@ def worker(
     name: str | None,
     grace: float,
     prefetch: int,
+    db_timeout: float,
 ) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
     from taskmill.supervisor import Supervisor
@@ -128,7 +148,7 @@ def worker(
         # only delay their start (a broken app makes each of them exit 2)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         args = ["--log-level", str(level), "worker", "--app", app, "--grace", str(grace)]
-        args += ["--prefetch", str(prefetch)]
+        args += ["--prefetch", str(prefetch), "--db-timeout", str(db_timeout)]
         for group in groups:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
@@ -139,7 +159,7 @@ def worker(
         app,
         name=name,
         group_names=list(groups) or None,
-        options=WorkerOptions(grace=grace, pipeline_depth=prefetch),
+        options=WorkerOptions(grace=grace, pipeline_depth=prefetch, db_timeout=db_timeout),
     )
     sys.exit(runner.run())
 
@@ -166,13 +186,17 @@ def migrate(app: str | None, db: str | None) -> None:
 @click.option("--task-name")
 @click.option("--group", "group_name")
 @click.option(
-    "--start-time", type=IsoTime(), help="not before (ISO 8601; UTC unless it has an offset)"
+    "--start-time",
+    type=IsoTime(),
+    help="not before (ISO 8601; without an offset: UTC, or local time if the app's "
+    "Scheduler has utc_time=False)",
 )
 @click.option("--stop-time", type=IsoTime(), help="not started after (ISO 8601)")
 @click.option("--repeats", type=int)
 @click.option("--period", type=int)
 @click.option("--timeout", type=int)
 @click.option("--retry-failed", type=int)
+@click.option("--retry-backoff", type=int, help="seconds before the first retry, doubling")
 @click.option("--sync-output", type=int)
 @click.option("--cronline")
 @click.option("--prevent-drift", is_flag=True, default=None)

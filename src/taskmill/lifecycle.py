@@ -2,18 +2,22 @@
 
 Kept apart from the store so the rules (repeats, period, prevent_drift,
 cronline, retry_failed, discard_results, None results) can be read and tested
-without a database, and so every backend applies exactly the same ones.
+without a database, and so every backend applies exactly the same ones. One rule
+is taskmill's own and off unless asked for: retry_backoff.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus
 from taskmill.timing import next_run_time
+
+#: the longest wait before a retry with retry_backoff, however many failures came before
+MAX_RETRY_DELAY: Final = 3600
 
 
 @dataclass(slots=True)
@@ -29,6 +33,7 @@ class Outcome:
     traceback: str | None = None
     run_id: int | None = None  # set when a RUNNING row was written while it ran
     requeue: bool = False  # the worker is shutting down: give the task back untouched
+    skipped: bool = False  # never started: stopped or taken while handed over in advance
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,15 @@ def following_run_time(task: Task, started: datetime, *, local_time: bool = Fals
         cronline=task.cronline or None,
         local_time=local_time,
     )
+
+
+def retry_delay(backoff: int, failed_before: int) -> timedelta:
+    """How long a failed run waits before its retry with retry_backoff: the backoff
+    doubled for each consecutive failure before this one, at most MAX_RETRY_DELAY."""
+    # Past this many doublings any backoff of at least 1 s is over the cap; stopping
+    # there keeps a task that failed a million times from computing 2**1000000.
+    doublings = min(max(failed_before, 0), MAX_RETRY_DELAY.bit_length())
+    return timedelta(seconds=min(backoff << doublings, MAX_RETRY_DELAY))
 
 
 def settle(outcome: Outcome, *, discard_results: bool, local_time: bool = False) -> Settlement:
@@ -89,6 +103,11 @@ def settle(outcome: Outcome, *, discard_results: bool, local_time: bool = False)
         retry = task.retry_failed or 0
         if retry == -1 or failed_before < retry:
             status = TaskStatus.QUEUED
+            backoff = task.retry_backoff or 0
+            if backoff > 0:
+                # web2py's retry is due at the run's start + period; a backoff counts
+                # from the end instead, so a run that timed out is not retried at once
+                values["next_run_time"] = outcome.finished + retry_delay(backoff, failed_before)
         else:
             status = TaskStatus(outcome.status.value)
         values.update(status=status.value, times_failed=failed_before + 1)

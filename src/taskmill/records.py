@@ -68,6 +68,7 @@ class Task(_Record):
     last_run_time: datetime | None = None
     assigned_worker_name: str | None = ""
     priority: int | None = 0
+    retry_backoff: int | None = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,9 @@ from typing import Any
 
 from sqlalchemy import (
     CHAR,
+    BindParameter,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -24,8 +26,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    cast,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -109,6 +112,25 @@ class PydalListString(TypeDecorator[list[str]]):
         return bar_decode(value)
 
 
+class JsonText(TypeDecorator[str]):
+    """JSON kept as text in a column that may be of PostgreSQL's type JSON.
+
+    web2py (pydal with psycopg2) creates scheduler_worker.worker_stats as JSON on
+    PostgreSQL, taskmill as TEXT. A JSON column refuses the VARCHAR parameter a text
+    value is bound as, so values are cast to JSON on the way in (a TEXT column takes
+    that too) and to TEXT on the way out (psycopg would hand back decoded objects).
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: BindParameter[str]) -> ColumnElement[str] | None:
+        return cast(bindvalue, postgresql.JSON)
+
+    def column_expression(self, column: ColumnElement[str]) -> ColumnElement[str] | None:
+        return cast(column, Text)
+
+
 #: datetimes keep microseconds on every backend (MySQL's plain DATETIME drops them)
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
@@ -157,6 +179,9 @@ scheduler_task = Table(
     Column("assigned_worker_name", Name(STRING_LENGTH), default=""),
     # taskmill extra: breaks ties between tasks due at the same time (higher first)
     Column("priority", Integer, default=0),
+    # taskmill extra: seconds before the first retry of a failed run, doubled for each
+    # further consecutive failure; 0 keeps web2py's rule (retry at start + period)
+    Column("retry_backoff", Integer, default=0),
     # ids never reused on SQLite, so "the most recent task" is the highest id
     sqlite_autoincrement=True,
 )
@@ -186,7 +211,7 @@ scheduler_worker = Table(
     Column("status", Name(STRING_LENGTH)),
     Column("is_ticker", PydalBoolean, default=False),
     Column("group_names", PydalListString),
-    Column("worker_stats", Text),
+    Column("worker_stats", Text().with_variant(JsonText(), "postgresql")),
 )
 
 scheduler_task_deps = Table(
@@ -206,12 +231,15 @@ def _mysql_prefixes(**lengths: int) -> Any:
     return {"mysql_length": lengths, "mariadb_length": lengths}
 
 
-# The claim scans due QUEUED tasks of a few groups in next_run_time order.
+# The claim reads due QUEUED tasks of a group in exactly this order (next_run_time,
+# then id), so it stops after the batch it takes: without the id, PostgreSQL sorted
+# every due task of a backlog on each claim (25 ms at 4,400 due tasks).
 Index(
-    "ix_scheduler_task_claim",
+    "ix_scheduler_task_due",
     scheduler_task.c.status,
     scheduler_task.c.group_name,
     scheduler_task.c.next_run_time,
+    scheduler_task.c.id,
     **_mysql_prefixes(status=32, group_name=191),
 )
 # The dashboard's task list filtered by status, newest first (keyset on id): without

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from taskmill.lifecycle import MAX_RETRY_DELAY
 from taskmill.schema import STRING_LENGTH
 from taskmill.states import TaskStatus
 from taskmill.timing import as_utc, cronline_error, first_cron_time
@@ -42,6 +43,7 @@ QUEUE_KEYWORDS = frozenset(
         "cronline",
         "timeout",
         "retry_failed",
+        "retry_backoff",
         "sync_output",
         "immediate",
         "broadcast",
@@ -53,13 +55,16 @@ QUEUE_KEYWORDS = frozenset(
     }
 )
 
-_INT_RANGES: dict[str, tuple[int, int, str]] = {
-    "repeats": (0, 1, "0 = forever"),
-    "period": (0, 60, "seconds"),
-    "timeout": (1, 60, "seconds"),
-    "retry_failed": (-1, 0, "-1 = unlimited"),
-    "sync_output": (0, 0, "seconds, 0 = never"),
-    "priority": (-MAX_INT, 0, "higher runs first"),
+#: field -> (minimum, maximum, default)
+_INT_RANGES: dict[str, tuple[int, int, int]] = {
+    "repeats": (0, MAX_INT, 1),  # 0 = forever
+    "period": (0, MAX_INT, 60),  # seconds
+    "timeout": (1, MAX_INT, 60),  # seconds
+    "retry_failed": (-1, MAX_INT, 0),  # -1 = unlimited
+    # seconds; a first retry delay above the cap of every retry delay means nothing
+    "retry_backoff": (0, MAX_RETRY_DELAY, 0),  # 0 = web2py's retry rule
+    "sync_output": (0, MAX_INT, 0),  # seconds, 0 = never
+    "priority": (-MAX_INT, MAX_INT, 0),  # higher runs first
 }
 _BOOLS: dict[str, bool] = {
     "prevent_drift": False,
@@ -75,7 +80,9 @@ def encode_json(value: Any, expected: type, what: str) -> tuple[str | None, str 
         kind = "a list or tuple" if expected is not dict else "a dict"
         return None, f"{what} must be {kind}, not {type(value).__name__}"
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        # json.dumps' default spacing, as web2py's dumps(pargs): web2py and Eden apps
+        # find their tasks by comparing args/vars with json.dumps(...) as text
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         return None, f"{what} must be JSON-serialisable: {exc}"
     except RecursionError:
@@ -93,21 +100,25 @@ def decode_json_text(text: Any, expected: type, what: str) -> tuple[str | None, 
         value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         return None, f"{what} is not valid JSON: {exc}"
-    return encode_json(value, expected, what)
+    _, error = encode_json(value, expected, what)
+    if error is None and len(text) > MAX_JSON_BYTES:
+        error = f"{what} is {len(text)} bytes long; the limit is {MAX_JSON_BYTES}"
+    # stored as given, like web2py does, so the app finds it by the text it wrote
+    return (None, error) if error else (text, None)
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> str | None:
+def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_INT) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
             return f"{name} must be an integer >= {minimum}, not {value!r:.60}"
-    if value < minimum or value > MAX_INT:
-        return f"{name} must be an integer between {minimum} and {MAX_INT}, not {value}"
+    if value < minimum or value > maximum:
+        return f"{name} must be an integer between {minimum} and {maximum}, not {value}"
     return None
 
 
@@ -176,9 +187,9 @@ class TaskValidator:
             errors["function_name"] = error
         self._encode_arguments(pargs, pvars, options, row, errors)
         self._names(name, options, row, errors)
-        for field, (minimum, default, _) in _INT_RANGES.items():
+        for field, (minimum, maximum, default) in _INT_RANGES.items():
             value = options.get(field, default)
-            message = _check_int(field, value, minimum)
+            message = _check_int(field, value, minimum, maximum)
             if message:
                 errors[field] = message
             else:

@@ -35,7 +35,7 @@ from taskmill.lifecycle import Outcome, Settlement, settle
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 from taskmill.supervisor import SUPERVISOR_ENV
-from taskmill.ticker import Ticker
+from taskmill.ticker import RENEW_EVERY, Ticker, lease_for
 
 if TYPE_CHECKING:
     from taskmill.scheduler import Scheduler
@@ -48,6 +48,9 @@ EXIT_APP_ERROR = 2
 EXIT_DATABASE = 3
 
 _DB_ERRORS = (OperationalError, DBAPIError)
+#: a follower beats this long after the ticker's lease ran out, so that its clock
+#: (synced with the database's to a few ms) surely sees it expired
+_LEASE_MARGIN = 0.02
 
 
 @dataclass
@@ -57,9 +60,9 @@ class WorkerOptions:
     grace: float = 30.0  # seconds a stopping worker lets its running task finish
     mark_running_after: float = 0.05  # a task running this long is marked RUNNING
     max_batch: int = 50  # most tasks claimed in one transaction
-    # millisecond tasks handed to the child ahead of time (1 = none): faster for
-    # tiny tasks, but stop_task can no longer keep those from starting
-    pipeline_depth: int = 1
+    # millisecond tasks handed to the child ahead of time (1 = none), so it runs
+    # them back to back while this process records results; see _recheck_sent
+    pipeline_depth: int = 16
     claim_window: float = 0.02  # claim about this many seconds of work at once
     status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
     db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
@@ -95,7 +98,7 @@ class Worker:
         self.groups = group_names or scheduler.group_names
         self.options = options or WorkerOptions()
         self.child = ChildProcess(app_spec)
-        self.ticker = Ticker(self.store, scheduler.dead_after)
+        self.ticker = Ticker(self.store, scheduler.dead_after, self.name)
         self.batch: deque[Task] = deque()
         #: tasks handed to the child and not finished yet, in the order it runs
         #: them; the first is the one running (see _pipeline_depth)
@@ -115,13 +118,17 @@ class Worker:
         self.commanded = False
         self._ring_after_commit = False
         self._recorded = 0
-        self.next_beat = 0.0
+        self.next_beat = 0.0  # the next beat: a heartbeat or a ticker lease renewal
+        self._heartbeat_at = 0.0  # the next regular heartbeat
+        self._next_round = 0.0  # the ticker's next housekeeping round
         self.empty_runs = 0
         self._total_at_beat = -1
         self.total = 0
         self.errors = 0
         self.avg_duration = 0.0
         self._db_failing_since: float | None = None
+        self._db_failures = 0
+        self._resync = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -183,24 +190,49 @@ class Worker:
         try:
             step()
         except _DB_ERRORS as exc:
-            now = time.monotonic()
-            if self._db_failing_since is None:
-                self._db_failing_since = now
-            failing = now - self._db_failing_since
-            if failing > self.options.db_timeout:
-                raise DatabaseUnavailable(
-                    f"database unreachable for {failing:.0f} s, giving up: {exc.orig or exc}"
-                ) from None
-            delay = min(5.0, 0.1 * 2 ** min(failing, 6))
-            log.warning("worker %s: database error (%s); retrying in %.1f s", self.name, exc, delay)
-            self._sleep(delay)
+            self._on_database_error(exc)
         except reraise:
             raise
         except Exception:
             log.exception("worker %s: unexpected error; carrying on in 1 s", self.name)
             self._sleep(1.0)
         else:
+            self._database_works()
+
+    def _database_works(self) -> None:
+        """A step or a transaction succeeded: the failure clock stops."""
+        if self._db_failing_since is not None:
+            log.info(
+                "worker %s: database reachable again after %.3f s",
+                self.name,
+                time.monotonic() - self._db_failing_since,
+            )
             self._db_failing_since = None
+        self._db_failures = 0
+
+    def _on_database_error(self, exc: DBAPIError) -> None:
+        """Back off and let the caller retry (the pool reconnects, pre-ping drops
+        dead connections); give up once the database failed for db_timeout."""
+        now = time.monotonic()
+        if self._db_failing_since is None:
+            self._db_failing_since = now
+        self._db_failures += 1
+        self._resync = True
+        failing = now - self._db_failing_since
+        timeout = self.options.db_timeout
+        if failing >= timeout:
+            raise DatabaseUnavailable(
+                f"database unreachable for more than {timeout:g} s (db_timeout), giving up; "
+                f"last error: {_describe(exc)} [{self.store.url_text()}]"
+            ) from None
+        # a dropped connection usually works again at once: retry the first time
+        # straight away, then back off exponentially, never past the deadline
+        delay = 0.0 if self._db_failures == 1 else min(5.0, 0.05 * 2**self._db_failures)
+        delay = min(delay, timeout - failing + 0.01)
+        log.warning(
+            "worker %s: database error (%s); retrying in %.2f s", self.name, _describe(exc), delay
+        )
+        self._sleep(delay)
 
     def _close(self) -> None:
         with contextlib.suppress(Exception):
@@ -243,6 +275,8 @@ class Worker:
     # ---------------------------------------------------------------- loop
     def loop_once(self) -> None:
         self.maybe_heartbeat()
+        if self._resync:
+            self._resync_claims()
         if self.sent:
             # tasks already in the child's pipe run before anything else, also
             # while disabled or stopping: they may have started
@@ -268,6 +302,25 @@ class Worker:
             self._drop_taken_from_batch()
         if self.batch:
             self.finish(self.execute(self.batch.popleft()))
+
+    def _resync_claims(self) -> None:
+        """After a database error: a claim may have committed although its reply
+        never arrived (the connection died during COMMIT), leaving tasks ASSIGNED
+        to us that we know nothing of; give those back. And forget claimed tasks
+        taken from us while we could not look (by a ticker that took us for dead)."""
+        keep = {t.id for t in (*self.batch, *self.sent)} | {o.task.id for o, _ in self.finished}
+        with self._transaction() as conn:
+            self._record(conn)
+            released = self.store.release_forgotten_tasks(conn, self.name, keep)
+            if released:
+                self._ring_after_commit = True
+        if released:
+            log.warning(
+                "worker %s: released %d claim(s) lost with a connection", self.name, released
+            )
+        self._resync = False
+        if self.batch:
+            self._drop_taken_from_batch()
 
     def _rung(self) -> bool:
         """Did a wake-up arrive while we worked? stop_task and requeue ring too."""
@@ -364,12 +417,15 @@ class Worker:
         self._recorded = 0
         with self.store.transaction() as conn:
             yield conn
+        self._database_works()
         del self.finished[: self._recorded]
         self._recorded = 0
         if self._ring_after_commit:
             self.store.ring()
 
     def finish(self, outcome: Outcome) -> None:
+        if outcome.skipped:
+            return  # it never ran and is not ours any more: nothing to record
         try:
             settlement = settle(
                 outcome,
@@ -445,6 +501,8 @@ class Worker:
                 self.listener.drain()
                 self._woken = True
                 run.next_check = min(run.next_check, time.monotonic() + 0.05)
+                if len(self.sent) > 1:
+                    self._recheck_sent(run)
             else:
                 self._drain_wake_pipe()
         now = time.monotonic()
@@ -461,6 +519,26 @@ class Worker:
         self._db_quiet(self.maybe_heartbeat)
         return None
 
+    def _recheck_sent(self, run: Running) -> None:
+        """Tasks handed to the child in advance may have been stopped since: hold
+        the child before its next task, look, and tell it which ones to drop, so
+        stop_task keeps them from starting (as it does for the claimed batch)."""
+        self.child.send({"type": "hold"})
+        skip: list[int] = []
+        try:
+            statuses = self.store.task_statuses([t.id for t in (*self.sent, *self.batch)])
+            mine = (TaskStatus.ASSIGNED.value, self.name)
+            self.batch = deque(t for t in self.batch if statuses.get(t.id) == mine)
+            skip = [
+                t.id
+                for t in self.sent
+                if statuses.get(t.id) != mine and not (t is run.task and run.marked)
+            ]
+        except _DB_ERRORS as exc:
+            log.warning("worker %s: cannot re-check tasks sent ahead: %s", self.name, exc)
+        finally:
+            self.child.send({"type": "release", "skip": skip})
+
     def _on_child_message(self, run: Running) -> Outcome | None:
         message = self.child.receive()
         if message is None:
@@ -473,6 +551,15 @@ class Worker:
                 traceback=f"the task's child process died (exit code {code}) during the run",
             )
         kind = message["type"]
+        if kind == "skipped":
+            dropped = [t for t in self.sent if t.id == message.get("id")]
+            for task in dropped:
+                self.sent.remove(task)
+            if any(task is run.task for task in dropped):
+                outcome = self._outcome(run, RunStatus.STOPPED)
+                outcome.skipped = True
+                return outcome
+            return None
         if kind == "done":
             if message.get("id") != run.task.id:
                 log.error(
@@ -566,27 +653,43 @@ class Worker:
         try:
             return step()
         except _DB_ERRORS as exc:
-            log.warning("worker %s: database error while a task runs: %s", self.name, exc)
+            log.warning(
+                "worker %s: database error while a task runs: %s", self.name, _describe(exc)
+            )
             return None
 
     # ------------------------------------------------------------ heartbeat
     def maybe_heartbeat(self) -> None:
+        """Beat every heartbeat; between them the ticker renews its lease, and a
+        follower beats the moment the ticker's lease runs out (see ticker.py)."""
         now = time.monotonic()
         if now < self.next_beat:
             return
-        if self._orphaned() and not self.stopping:
-            log.warning("worker %s: its supervisor died; stopping", self.name)
-            self.request_stop(self.options.grace)
-        self.next_beat = now + self.sched.heartbeat
-        self._count_empty_run()
-        self.store.sync_clock()
+        heartbeat = self.sched.heartbeat
+        if now >= self._heartbeat_at:
+            if self._orphaned() and not self.stopping:
+                log.warning("worker %s: its supervisor died; stopping", self.name)
+                self.request_stop(self.options.grace)
+            self._heartbeat_at = now + heartbeat
+            self._count_empty_run()
+            self.store.sync_clock()
+        # also the retry, should this beat fail: soon, a lease may be at stake
+        self.next_beat = min(self._heartbeat_at, now + heartbeat * RENEW_EVERY)
         beat = self.store.heartbeat(
-            self.name, self.groups, self.stats(), ticker_lease=self.sched.heartbeat * 2
+            self.name, self.groups, self.stats(), ticker_lease=lease_for(heartbeat)
         )
-        if beat.is_ticker and not self.is_ticker:
-            log.info("worker %s is now the ticker", self.name)
+        if beat.is_ticker != self.is_ticker:
+            became = "is now" if beat.is_ticker else "is no longer"
+            log.info("worker %s %s the ticker", self.name, became)
         self.is_ticker = beat.is_ticker
-        if self.is_ticker:
+        if not beat.is_ticker:
+            self.next_beat = self._heartbeat_at
+            if beat.lease_until is not None:
+                left = (beat.lease_until - self.store.now()).total_seconds()
+                wake = time.monotonic() + max(left, 0.0) + _LEASE_MARGIN
+                self.next_beat = min(self.next_beat, wake)
+        elif now >= self._next_round:
+            self._next_round = now + heartbeat
             self.ticker.tick()
         self._obey(beat.status)
 
@@ -652,3 +755,10 @@ class Worker:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 512):
                 pass
+
+
+def _describe(exc: DBAPIError) -> str:
+    """The driver's error in one line, without the SQL statement and parameters."""
+    error = exc.orig if exc.orig is not None else exc
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"

@@ -28,7 +28,7 @@ from lifecycle_tasks import (
     expected_big_result,
 )
 
-from taskmill import RunStatus, TaskReport, TaskStatus
+from taskmill import RunStatus, Task, TaskReport, TaskStatus
 
 APP = "lifecycle_app:sched"
 HEARTBEAT = 1.0
@@ -331,6 +331,29 @@ def test_retry_failed_minus_one_keeps_retrying(cluster: Cluster, worker: WorkerP
     assert len(cluster.runs(task_id)) >= 3
 
 
+def test_retry_backoff_doubles_the_wait_after_each_failure(
+    cluster: Cluster, worker: WorkerProcess
+) -> None:
+    # fails on its first two runs; web2py's rule would retry at once (period=0)
+    task_id = queue(cluster, "flaky", 2, retry_failed=3, retry_backoff=1, period=0)
+
+    task = cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=20)
+
+    assert (task.times_run, task.times_failed) == (1, 0)
+    first, second, third = cluster.runs(task_id)
+    assert [r.status for r in (first, second, third)] == ["FAILED", "FAILED", "COMPLETED"]
+    waits = [
+        (later.start_time - earlier.stop_time).total_seconds()
+        for earlier, later in ((first, second), (second, third))
+        if later.start_time is not None and earlier.stop_time is not None
+    ]
+    # due exactly backoff * 2**failures after the end of the failed run; a worker
+    # then needs a moment to wake and claim it
+    assert len(waits) == 2
+    assert 1.0 <= waits[0] < 1.0 + 0.9, waits
+    assert 2.0 <= waits[1] < 2.0 + 0.9, waits
+
+
 def test_requeue_of_a_failed_task_runs_it_again(cluster: Cluster, worker: WorkerProcess) -> None:
     task_id = queue(cluster, "flaky", 1)
     cluster.wait_status(task_id, TaskStatus.FAILED)
@@ -605,3 +628,53 @@ def test_max_empty_runs_makes_the_worker_exit_cleanly_once_the_queue_is_done(
     assert worker.wait(timeout=15) == 0
     assert cluster.task(task_id).status == TaskStatus.COMPLETED.value
     assert cluster.sched.get_workers() == {}
+
+
+# ------------------------------------------------------------------ cron lines
+
+
+def next_five_minute_mark(moment: datetime) -> datetime:
+    """The first match of "*/5 * * * *" after the minute `moment` falls in."""
+    minute = moment.replace(second=0, microsecond=0)
+    return minute + timedelta(minutes=5 - minute.minute % 5)
+
+
+def make_due_now(cluster: Cluster, task_id: int) -> None:
+    """Move a queued task's next run to now, as if its cron match had come."""
+    table = cluster.sched.tables.scheduler_task
+    with cluster.sched.store.engine.begin() as conn:
+        conn.execute(
+            sa.update(table)
+            .where(table.c.id == task_id)
+            .values(next_run_time=utc_now().replace(tzinfo=None))
+        )
+    cluster.sched.store.ring()
+
+
+def test_cron_task_is_next_due_at_the_following_match_until_its_repeats_are_done(
+    cluster: Cluster, worker: WorkerProcess
+) -> None:
+    due = utc_now() - timedelta(seconds=1)
+    task_id = queue(
+        cluster, "add", 1, 2, cronline="*/5 * * * *", repeats=2, start_time=due, next_run_time=due
+    )
+
+    def run_once() -> Task | None:
+        found = cluster.task(task_id)
+        return found if found.times_run == 1 else None
+
+    task = cluster.wait_for(run_once, what="the first run")
+
+    assert task.status == TaskStatus.QUEUED.value
+    (first,) = cluster.runs(task_id)
+    assert first.start_time is not None
+    assert task.last_run_time == first.start_time
+    assert task.next_run_time == next_five_minute_mark(first.start_time)
+
+    make_due_now(cluster, task_id)
+    task = cluster.wait_status(task_id, TaskStatus.COMPLETED)
+
+    assert task.times_run == 2
+    first, second = cluster.runs(task_id)
+    assert second.start_time is not None
+    assert task.next_run_time == next_five_minute_mark(second.start_time)

@@ -439,6 +439,32 @@ def test_start_run_of_another_workers_task_is_none(store: Store) -> None:
     assert get_task(store, task_id).status == "ASSIGNED"
 
 
+def test_start_run_retried_after_its_commit_reply_was_lost_returns_the_same_run(
+    store: Store,
+) -> None:
+    task_id = add_task(store)
+    claim(store)
+    _, first = start(store, task_id)
+    # the connection died during COMMIT: the worker saw an error and tries again
+    _, again = start(store, task_id)
+    assert first is not None and again == first
+    assert [r.id for r in runs(store, task_id)] == [first]
+
+
+def test_release_forgotten_tasks_gives_back_claims_the_worker_does_not_know(
+    store: Store,
+) -> None:
+    known, forgotten, running = (add_task(store) for _ in range(3))
+    other = add_task(store)
+    claim(store, worker="w1", limit=3)
+    start(store, running)
+    claim(store, worker="w2")
+    with store.transaction() as conn:
+        assert store.release_forgotten_tasks(conn, "w1", keep=[known]) == 1
+    statuses = [get_task(store, i).status for i in (known, forgotten, running, other)]
+    assert statuses == ["ASSIGNED", "QUEUED", "RUNNING", "ASSIGNED"]
+
+
 # ------------------------------------------------------------------ recording outcomes
 
 
@@ -608,6 +634,34 @@ def test_batch_of_outcomes_is_recorded_in_one_transaction(store: Store) -> None:
     assert [[r.run_result for r in runs(store, i)] for i in ids] == [["1"], [], ["3"]]
 
 
+def test_outcome_written_again_after_its_commit_reply_was_lost_keeps_one_run_row(
+    store: Store,
+) -> None:
+    task_id = add_task(store)
+    (task,) = [get_task(store, i) for i in claim(store)]
+    now = store.now()
+    outcome = Outcome(task, RunStatus.COMPLETED, now - timedelta(seconds=1), now, result="3")
+    finished = [(outcome, settle(outcome, discard_results=False))]
+    with store.transaction() as conn:
+        assert store.record_outcomes(conn, "w1", finished) == []
+    # the worker never saw the commit succeed, so it writes the same outcome again
+    with store.transaction() as conn:
+        assert store.record_outcomes(conn, "w1", finished) == [outcome]
+    assert [(r.status, r.run_result) for r in runs(store, task_id)] == [("COMPLETED", "3")]
+    assert get_task(store, task_id).times_run == 1
+
+
+def test_outcome_of_a_run_marked_by_a_commit_whose_reply_was_lost_finishes_that_row(
+    store: Store,
+) -> None:
+    task_id = add_task(store)
+    claim(store)
+    task, run_id = start(store, task_id)  # the worker saw an error: run_id unknown to it
+    assert finish(store, task, run_id=None, result="3") == []
+    (run,) = runs(store, task_id)
+    assert (run.id, run.status, run.run_result) == (run_id, "COMPLETED", "3")
+
+
 def test_save_output_updates_the_running_row(store: Store) -> None:
     task_id = add_task(store)
     claim(store)
@@ -689,6 +743,26 @@ def test_register_worker_takes_over_the_name_of_a_dead_worker(store: Store) -> N
     assert workers(store)["w1"].group_names == ["new"]
 
 
+def test_register_worker_requeues_tasks_an_earlier_worker_of_its_name_left(
+    store: Store,
+) -> None:
+    # a worker restarted with a fixed --name before the ticker noticed it died
+    store.register_worker("w1", ["main"], {}, dead_after=DEAD_AFTER)
+    assigned, running = add_task(store), add_task(store)
+    claim(store)
+    _, run_id = start(store, running)
+    set_heartbeat(store, "w1", DEAD_AFTER + 1)
+
+    store.register_worker("w1", ["main"], {}, dead_after=DEAD_AFTER)
+
+    for task_id in (assigned, running):
+        task = get_task(store, task_id)
+        assert (task.status, task.assigned_worker_name) == ("QUEUED", "")
+    (run,) = runs(store, running)
+    assert (run.id, run.status) == (run_id, "FAILED")
+    assert run.traceback == "worker restarted during the run; task requeued"
+
+
 def test_heartbeat_updates_the_beat_and_the_stats(store: Store) -> None:
     store.register_worker("w1", ["main"], {"total": 0}, dead_after=DEAD_AFTER)
     set_heartbeat(store, "w1", 5)
@@ -740,6 +814,18 @@ def test_ticker_role_passes_on_when_its_holder_stops_beating(store: Store) -> No
     assert store.heartbeat("w2", ["main"], {}, ticker_lease=LEASE).is_ticker is True
     assert store.heartbeat("w1", ["main"], {}, ticker_lease=LEASE).is_ticker is False
     assert {n: w.is_ticker for n, w in workers(store).items()} == {"w1": False, "w2": True}
+
+
+def test_follower_learns_when_the_tickers_lease_runs_out(store: Store) -> None:
+    store.register_worker("w1", ["main"], {}, dead_after=DEAD_AFTER)
+    store.register_worker("w2", ["main"], {}, dead_after=DEAD_AFTER)
+    assert store.heartbeat("w1", ["main"], {}, ticker_lease=LEASE).lease_until is None
+    set_heartbeat(store, "w1", 2)
+    beat = store.heartbeat("w2", ["main"], {}, ticker_lease=LEASE)
+    assert beat.is_ticker is False
+    assert beat.lease_until is not None
+    left = (beat.lease_until - store.now()).total_seconds()
+    assert LEASE - 2 - 0.5 < left <= LEASE - 2
 
 
 def test_ticker_keeps_the_role_within_its_lease(store: Store) -> None:
@@ -892,8 +978,8 @@ def test_housekeeping_expires_queued_tasks_past_their_stop_time(store: Store) ->
     stale = add_task(store, stop_time=now - timedelta(seconds=1))
     ahead = add_task(store, stop_time=now + timedelta(hours=1))
     unlimited = add_task(store)
-    assigned = add_task(store, status="ASSIGNED", assigned_worker_name="w1")
     store.register_worker("w1", ["main"], {}, dead_after=DEAD_AFTER)
+    assigned = add_task(store, status="ASSIGNED", assigned_worker_name="w1")
     with store.transaction() as conn:
         conn.execute(
             update(T).where(T.c.id == assigned).values(stop_time=to_storage(now - timedelta(1)))
@@ -901,6 +987,26 @@ def test_housekeeping_expires_queued_tasks_past_their_stop_time(store: Store) ->
     assert store.housekeeping(DEAD_AFTER).expired == 1
     statuses = [get_task(store, i).status for i in (stale, ahead, unlimited, assigned)]
     assert statuses == ["EXPIRED", "QUEUED", "QUEUED", "ASSIGNED"]
+
+
+def test_housekeeping_by_a_worker_that_lost_the_lease_does_nothing(store: Store) -> None:
+    store.register_worker("w1", ["main"], {}, dead_after=DEAD_AFTER)
+    store.register_worker("w2", ["main"], {}, dead_after=DEAD_AFTER)
+    store.register_worker("dead", ["main"], {}, dead_after=DEAD_AFTER)
+    task_id = add_task(store)
+    claim(store, worker="dead")
+    store.heartbeat("w1", ["main"], {}, ticker_lease=LEASE)
+    set_heartbeat(store, "dead", DEAD_AFTER + 1)
+    # w1 stalled past its lease and w2 took the role; then w1 comes to its round
+    set_heartbeat(store, "w1", LEASE + 1)
+    assert store.heartbeat("w2", ["main"], {}, ticker_lease=LEASE).is_ticker is True
+
+    stale = store.housekeeping(DEAD_AFTER, ticker="w1")
+    assert (stale.held, stale.dead_workers, stale.requeued) == (False, [], 0)
+    assert get_task(store, task_id).status == "ASSIGNED"
+
+    done = store.housekeeping(DEAD_AFTER, ticker="w2")
+    assert (done.held, done.dead_workers, done.requeued) == (True, ["dead"], 1)
 
 
 def test_housekeeping_on_an_empty_database_does_nothing(store: Store) -> None:

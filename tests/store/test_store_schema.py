@@ -18,7 +18,8 @@ from taskmill.store import Store, open_store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
-# scheduler_task as web2py's DAL (pydal) creates it on each backend: no priority column.
+# scheduler_task as web2py's DAL (pydal) creates it on each backend: no priority or
+# retry_backoff column.
 WEB2PY_TYPES = {
     "sqlite": {
         "id": "id INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -156,7 +157,7 @@ def test_datetimes_are_stored_naive_utc(sched: Scheduler) -> None:
 def test_args_and_vars_are_stored_as_json_text(sched: Scheduler) -> None:
     result = sched.queue_task("add", [1, "ü"], {"k": None})
     row = raw(sched.store, "SELECT args, vars FROM scheduler_task WHERE id = :id", id=result.id)
-    assert row == [('[1,"\\u00fc"]', '{"k":null}')]
+    assert row == [('[1, "\\u00fc"]', '{"k": null}')]
 
 
 def test_large_result_is_stored_whole(sched: Scheduler) -> None:
@@ -192,12 +193,13 @@ def test_create_tables_is_idempotent(bare_store: Store) -> None:
     assert raw(bare_store, "SELECT uuid FROM scheduler_task") == [("keep",)]
     columns = sa.inspect(bare_store.engine).get_columns("scheduler_task")
     assert [c["name"] for c in columns].count("priority") == 1
+    assert [c["name"] for c in columns].count("retry_backoff") == 1
 
 
 def test_create_tables_makes_the_claim_index(bare_store: Store) -> None:
     bare_store.create_tables()
     indexes = {i["name"] for i in sa.inspect(bare_store.engine).get_indexes("scheduler_task")}
-    assert {"ix_scheduler_task_claim", "ix_scheduler_task_worker"} <= indexes
+    assert {"ix_scheduler_task_due", "ix_scheduler_task_worker"} <= indexes
 
 
 def create_web2py_task_table(store: Store, backend: str) -> None:
@@ -206,19 +208,36 @@ def create_web2py_task_table(store: Store, backend: str) -> None:
         conn.execute(sa.text(WEB2PY_ROW), {"start": datetime(2020, 1, 1, 0, 0)})
 
 
-def test_web2py_table_gets_the_priority_column(bare_store: Store, db_backend: str) -> None:
+def test_web2py_table_gets_the_extra_columns(bare_store: Store, db_backend: str) -> None:
     create_web2py_task_table(bare_store, db_backend)
     bare_store.create_tables()
     columns = {c["name"] for c in sa.inspect(bare_store.engine).get_columns("scheduler_task")}
-    assert "priority" in columns
-    assert raw(bare_store, "SELECT uuid, priority FROM scheduler_task") == [("web2py-1", 0)]
+    assert {"priority", "retry_backoff"} <= columns
+    # existing rows get the default, so web2py's tasks keep web2py's retry rule
+    assert raw(bare_store, "SELECT uuid, priority, retry_backoff FROM scheduler_task") == [
+        ("web2py-1", 0, 0)
+    ]
+
+
+def test_web2py_row_inserted_after_the_upgrade_gets_the_defaults(
+    bare_store: Store, db_backend: str
+) -> None:
+    create_web2py_task_table(bare_store, db_backend)
+    bare_store.create_tables()
+    with bare_store.engine.begin() as conn:  # web2py's INSERT names only its own columns
+        conn.execute(
+            sa.text(WEB2PY_ROW.replace("web2py-1", "web2py-2")), {"start": datetime(2020, 1, 1)}
+        )
+    assert raw(
+        bare_store, "SELECT priority, retry_backoff FROM scheduler_task WHERE uuid = 'web2py-2'"
+    ) == [(0, 0)]
 
 
 def test_web2py_table_gets_taskmills_indexes(bare_store: Store, db_backend: str) -> None:
     create_web2py_task_table(bare_store, db_backend)
     bare_store.create_tables()
     indexes = {i["name"] for i in sa.inspect(bare_store.engine).get_indexes("scheduler_task")}
-    assert {"ix_scheduler_task_claim", "ix_scheduler_task_worker"} <= indexes
+    assert {"ix_scheduler_task_due", "ix_scheduler_task_worker"} <= indexes
 
 
 def test_create_tables_on_a_web2py_table_is_idempotent(bare_store: Store, db_backend: str) -> None:

@@ -263,7 +263,7 @@ def test_status_prints_the_task_as_json(runner: CliRunner, app: str, migrated_ur
     result = invoke(runner, "status", "--db", migrated_url, "cli-1")
     assert result.exit_code == 0
     task = json.loads(result.stdout)
-    assert (task["id"], task["status"], task["args"]) == (1, "QUEUED", "[1,2]")
+    assert (task["id"], task["status"], task["args"]) == (1, "QUEUED", "[1, 2]")
 
 
 def test_status_output_has_task_run_and_result(

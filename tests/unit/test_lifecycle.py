@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from taskmill.lifecycle import Outcome, settle
+from taskmill.lifecycle import MAX_RETRY_DELAY, Outcome, retry_delay, settle
 from taskmill.records import Task
 from taskmill.states import RunStatus
 
@@ -174,6 +174,86 @@ def test_failed_run_row_is_kept() -> None:
     )
     assert result.keep_run is True
     assert result.resolves_dependencies is False
+
+
+# ------------------------------------------------------------------ retries with backoff
+
+
+def test_retry_backoff_zero_keeps_web2pys_retry_at_start_plus_period() -> None:
+    values = settled(RunStatus.FAILED, period=60, retry_failed=3, retry_backoff=0)
+    assert values["next_run_time"] == STARTED + timedelta(seconds=60)
+
+
+def test_first_retry_waits_the_backoff_after_the_end_of_the_failed_run() -> None:
+    values = settled(RunStatus.FAILED, period=60, retry_failed=3, retry_backoff=10)
+    assert values["status"] == "QUEUED"
+    assert values["next_run_time"] == FINISHED + timedelta(seconds=10)
+    assert values["last_run_time"] == STARTED
+
+
+@pytest.mark.parametrize(("failed_before", "delay"), [(0, 10), (1, 20), (2, 40), (3, 80)])
+def test_retry_delay_doubles_with_each_consecutive_failure(failed_before: int, delay: int) -> None:
+    values = settled(
+        RunStatus.FAILED, retry_failed=-1, retry_backoff=10, times_failed=failed_before
+    )
+    assert values["next_run_time"] == FINISHED + timedelta(seconds=delay)
+    assert values["times_failed"] == failed_before + 1
+
+
+def test_timed_out_run_is_retried_after_the_backoff_from_its_end() -> None:
+    finished = STARTED + timedelta(seconds=60)  # killed by its timeout
+    result = settle(
+        outcome(
+            RunStatus.TIMEOUT,
+            finished=finished,
+            task=task(retry_failed=1, retry_backoff=5, period=0),
+        ),
+        discard_results=False,
+    )
+    assert result.task_values["next_run_time"] == finished + timedelta(seconds=5)
+
+
+def test_retry_delay_stops_growing_at_one_hour() -> None:
+    values = settled(RunStatus.FAILED, retry_failed=-1, retry_backoff=1000, times_failed=2)
+    assert values["next_run_time"] == FINISHED + timedelta(seconds=MAX_RETRY_DELAY)
+    assert MAX_RETRY_DELAY == 3600
+
+
+def test_retry_delay_after_a_million_failures_is_the_cap() -> None:
+    assert retry_delay(1, 1_000_000) == timedelta(seconds=MAX_RETRY_DELAY)
+
+
+def test_retry_delay_of_a_negative_failure_count_is_the_backoff() -> None:
+    # a row written by hand could hold anything; it must not shift the wrong way
+    assert retry_delay(7, -3) == timedelta(seconds=7)
+
+
+def test_retry_backoff_replaces_the_cron_line_for_a_retry() -> None:
+    values = settled(RunStatus.FAILED, cronline="0 3 * * *", retry_failed=1, retry_backoff=30)
+    assert values["next_run_time"] == FINISHED + timedelta(seconds=30)
+
+
+def test_retry_backoff_does_not_apply_when_the_retries_are_used_up() -> None:
+    values = settled(RunStatus.FAILED, period=60, retry_failed=1, retry_backoff=30, times_failed=1)
+    assert values["status"] == "FAILED"
+    assert values["next_run_time"] == STARTED + timedelta(seconds=60)
+
+
+def test_retry_backoff_does_not_delay_the_next_repeat_of_a_success() -> None:
+    values = settled(repeats=0, period=60, retry_failed=3, retry_backoff=30, times_failed=2)
+    assert values["next_run_time"] == STARTED + timedelta(seconds=60)
+    assert values["times_failed"] == 0
+
+
+def test_retry_backoff_of_a_web2py_row_without_the_column_is_off() -> None:
+    values = settled(RunStatus.FAILED, period=60, retry_failed=1, retry_backoff=None)
+    assert values["next_run_time"] == STARTED + timedelta(seconds=60)
+
+
+def test_stopped_run_ignores_retry_backoff() -> None:
+    values = settled(RunStatus.STOPPED, retry_failed=-1, retry_backoff=30)
+    assert values["status"] == "STOPPED"
+    assert values["next_run_time"] == STARTED + timedelta(seconds=60)
 
 
 # ------------------------------------------------------------------ stopped runs

@@ -102,6 +102,7 @@ def test_defaults_are_web2py_defaults(sched: Scheduler) -> None:
     assert task.application_name == "taskmill"
     assert (task.repeats, task.period, task.timeout) == (1, 60, 60)
     assert (task.retry_failed, task.sync_output, task.priority) == (0, 0, 0)
+    assert task.retry_backoff == 0
     assert (task.times_run, task.times_failed) == (0, 0)
     assert (task.prevent_drift, task.broadcast, task.enabled) == (False, False, True)
     assert task.cronline is None
@@ -114,13 +115,13 @@ def test_defaults_are_web2py_defaults(sched: Scheduler) -> None:
 
 def test_pargs_and_pvars_are_stored_as_json_text(sched: Scheduler) -> None:
     task = stored(sched, sched.queue_task("add", [1, "b", None], {"x": [1.5, True]}).id)
-    assert task.args == '[1,"b",null]'
-    assert task.vars == '{"x":[1.5,true]}'
+    assert task.args == '[1, "b", null]'
+    assert task.vars == '{"x": [1.5, true]}'
 
 
 def test_tuple_pargs_are_stored_as_a_json_list(sched: Scheduler) -> None:
     task = stored(sched, sched.queue_task("add", (1, 2)).id)
-    assert task.args == "[1,2]"
+    assert task.args == "[1, 2]"
     assert task.vars == "{}"
 
 
@@ -139,6 +140,7 @@ def test_every_keyword_is_stored(sched: Scheduler) -> None:
         prevent_drift=True,
         timeout=7,
         retry_failed=-1,
+        retry_backoff=30,
         sync_output=2,
         immediate=True,
         broadcast=True,
@@ -157,6 +159,7 @@ def test_every_keyword_is_stored(sched: Scheduler) -> None:
     assert task.stop_time == datetime(2030, 1, 8, 12, 0, tzinfo=UTC)
     assert (task.repeats, task.period, task.timeout) == (5, 300, 7)
     assert (task.retry_failed, task.sync_output, task.priority) == (-1, 2, -3)
+    assert task.retry_backoff == 30
     assert (task.prevent_drift, task.broadcast, task.enabled) == (True, True, False)
     assert task.application_name == "eden"
 
@@ -171,6 +174,8 @@ def test_every_keyword_is_stored(sched: Scheduler) -> None:
         ("retry_failed", -1),
         ("retry_failed", 0),
         ("sync_output", 0),
+        ("retry_backoff", 0),
+        ("retry_backoff", 3600),
         ("priority", -(2**31 - 1)),
         ("priority", 2**31 - 1),
     ],
@@ -208,6 +213,7 @@ def test_empty_task_name_falls_back_to_function_name(sched: Scheduler) -> None:
         ("timeout", 0),
         ("retry_failed", -2),
         ("sync_output", -1),
+        ("retry_backoff", -1),
         ("priority", -(2**31)),
     ],
 )
@@ -234,7 +240,9 @@ def test_huge_integer_is_refused(sched: Scheduler) -> None:
     )
 
 
-@pytest.mark.parametrize("field", ["repeats", "period", "timeout", "retry_failed", "sync_output"])
+@pytest.mark.parametrize(
+    "field", ["repeats", "period", "timeout", "retry_failed", "retry_backoff", "sync_output"]
+)
 def test_bool_where_integer_expected_is_refused(sched: Scheduler, field: str) -> None:
     message = refused(sched, field, "add", [1, 2], **{field: True})
     assert message.endswith("not True")
@@ -244,6 +252,25 @@ def test_bool_where_integer_expected_is_refused(sched: Scheduler, field: str) ->
 def test_non_integer_period_is_refused(sched: Scheduler, value: Any) -> None:
     assert refused(sched, "period", "add", [1, 2], period=value).startswith(
         "period must be an integer >= 0"
+    )
+
+
+def test_retry_backoff_above_the_longest_retry_delay_is_refused(sched: Scheduler) -> None:
+    assert refused(sched, "retry_backoff", "add", retry_backoff=3601) == (
+        "retry_backoff must be an integer between 0 and 3600, not 3601"
+    )
+
+
+def test_huge_retry_backoff_is_refused(sched: Scheduler) -> None:
+    assert refused(sched, "retry_backoff", "add", retry_backoff=2**100).startswith(
+        "retry_backoff must be an integer between 0 and 3600, not 1267650600228229401496703205376"
+    )
+
+
+@pytest.mark.parametrize("value", ["5", 1.5, None], ids=repr)
+def test_non_integer_retry_backoff_is_refused(sched: Scheduler, value: Any) -> None:
+    assert refused(sched, "retry_backoff", "add", retry_backoff=value) == (
+        f"retry_backoff must be an integer >= 0, not {value!r}"
     )
 
 
@@ -325,11 +352,12 @@ def test_deeply_nested_args_text_is_refused_without_crashing(sched: Scheduler) -
 
 
 def test_args_and_vars_json_text_are_accepted(sched: Scheduler) -> None:
-    result = sched.queue_task("add", args="[1, 2]", vars='{"k": "v"}')
+    result = sched.queue_task("add", args="[1,2]", vars='{"k": "v"}')
     assert result.errors == {}
     task = stored(sched, result.id)
+    # kept as given, as web2py keeps them
     assert task.args == "[1,2]"
-    assert task.vars == '{"k":"v"}'
+    assert task.vars == '{"k": "v"}'
 
 
 def test_args_and_vars_json_text_override_pargs_and_pvars(sched: Scheduler) -> None:
@@ -536,6 +564,58 @@ def test_cronline_matching_the_start_minute_runs_in_that_minute(sched: Scheduler
 def test_cron_alias_is_accepted(sched: Scheduler) -> None:
     result = sched.queue_task("add", start_time=FAR_FUTURE, cronline="@monthly")
     assert stored(sched, result.id).next_run_time == datetime(2030, 2, 1, 0, 0, tzinfo=UTC)
+
+
+# The cron line cases the web2py scheduler supports, through queue_task to the stored row
+# (the arithmetic itself is tested in test_timing.py). FAR_FUTURE is Mon 2030-01-07 12:00.
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("0 9 * * sat,sun", datetime(2030, 1, 12, 9, 0)),  # day names, a list
+        ("0 9 * * MON-FRI", datetime(2030, 1, 8, 9, 0)),  # a range of day names
+        ("0 0 1 feb,aug *", datetime(2030, 2, 1, 0, 0)),  # month names
+        ("15-17 13 * * *", datetime(2030, 1, 7, 13, 15)),  # a minute range
+        ("5,35 * * * *", datetime(2030, 1, 7, 12, 5)),  # a list
+        ("*/20 * * * *", datetime(2030, 1, 7, 12, 0)),  # a step: 12:00 itself matches
+        ("0 1-23/5 * * *", datetime(2030, 1, 7, 16, 0)),  # a step over a range
+        ("0 0 L * *", datetime(2030, 1, 31, 0, 0)),  # the last day of the month
+        ("0 0 L 2 *", datetime(2030, 2, 28, 0, 0)),  # February's, in a common year
+        ("0 0 29 2 *", datetime(2032, 2, 29, 0, 0)),  # the next leap day
+        ("@yearly", datetime(2031, 1, 1, 0, 0)),
+        ("@annually", datetime(2031, 1, 1, 0, 0)),
+        ("@monthly", datetime(2030, 2, 1, 0, 0)),
+        ("@weekly", datetime(2030, 1, 13, 0, 0)),  # the next Sunday
+        ("@daily", datetime(2030, 1, 8, 0, 0)),
+        ("@midnight", datetime(2030, 1, 8, 0, 0)),
+        ("@hourly", datetime(2030, 1, 7, 12, 0)),
+    ],
+)
+def test_cronline_next_run_time_is_stored_for_each_supported_form(
+    sched: Scheduler, line: str, expected: datetime
+) -> None:
+    result = sched.queue_task("add", start_time=FAR_FUTURE, cronline=line)
+    assert result.errors == {}
+    assert stored(sched, result.id).next_run_time == expected.replace(tzinfo=UTC)
+    assert raw_column(sched, result.id or 0, "cronline") == line
+
+
+def test_cronline_without_start_time_waits_for_the_next_minute_boundary(
+    sched: Scheduler,
+) -> None:
+    before = sched.store.now()
+    task = stored(sched, sched.queue_task("add", cronline="* * * * *").id)
+    after = sched.store.now()
+    assert task.next_run_time is not None
+    assert (task.next_run_time.second, task.next_run_time.microsecond) == (0, 0)
+    assert before < task.next_run_time <= after + timedelta(minutes=1)
+
+
+def test_cronline_without_start_time_is_not_due_until_its_match(sched: Scheduler) -> None:
+    # at most one midnight-to-midnight day away, never now
+    task = stored(sched, sched.queue_task("add", cronline="@daily").id)
+    assert task.next_run_time is not None
+    assert (task.next_run_time.hour, task.next_run_time.minute) == (0, 0)
+    assert sched.store.now() < task.next_run_time <= sched.store.now() + timedelta(days=1)
 
 
 def test_several_errors_are_reported_together_and_nothing_is_inserted(

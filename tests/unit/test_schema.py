@@ -117,7 +117,7 @@ def test_boolean_columns_are_char_1() -> None:
     assert str(scheduler_worker.c.is_ticker.type.compile(dialect=DIALECT)) == "CHAR(1)"
 
 
-def test_priority_is_taskmills_only_extra_task_column() -> None:
+def test_priority_and_retry_backoff_are_taskmills_only_extra_task_columns() -> None:
     web2py_columns = {
         "id", "application_name", "task_name", "group_name", "status", "broadcast",
         "function_name", "uuid", "args", "vars", "enabled", "start_time", "next_run_time",
@@ -125,5 +125,5 @@ def test_priority_is_taskmills_only_extra_task_column() -> None:
         "timeout", "sync_output", "times_run", "times_failed", "last_run_time",
         "assigned_worker_name",
     }  # fmt: skip
-    assert set(scheduler_task.c.keys()) - web2py_columns == {"priority"}
+    assert set(scheduler_task.c.keys()) - web2py_columns == {"priority", "retry_backoff"}
     assert web2py_columns <= set(scheduler_task.c.keys())

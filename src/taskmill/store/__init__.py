@@ -22,6 +22,10 @@ __all__ = [
 ]
 
 
+#: seconds a PostgreSQL connection attempt may take (PyMySQL's default is 10 too)
+CONNECT_TIMEOUT = 10
+
+
 def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
     """A store for a SQLAlchemy URL or an existing Engine."""
     if isinstance(target, Engine):
@@ -40,6 +44,10 @@ def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
+            if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+                # libpq waits for the TCP timeout (minutes) on an unreachable host;
+                # a worker must notice in time to honour its db_timeout
+                kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         try:
             engine = create_engine(url, **kwargs)
         except Exception as exc:

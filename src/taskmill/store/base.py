@@ -40,6 +40,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from taskmill.errors import ConfigurationError
 from taskmill.lifecycle import Outcome, Settlement
@@ -89,6 +90,9 @@ class Beat:
 
     status: WorkerStatus
     is_ticker: bool
+    #: when another worker's ticker lease runs out unless it renews it (None: we
+    #: hold the lease); a follower beats then, so a dead ticker is replaced at once
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class Housekeeping:
     dead_workers: list[str]
     requeued: int
     expired: int
+    #: False when the caller turned out not to hold the ticker lease: nothing done
+    held: bool = True
 
 
 class Store:
@@ -121,7 +127,12 @@ class Store:
         there is one, so workers on machines with skewed clocks agree."""
         if self._clock_synced is None or time.monotonic() - self._clock_synced > 60:
             self._clock_synced = time.monotonic()
-            self.sync_clock()
+            try:
+                self.sync_clock()
+            except DBAPIError as exc:
+                # reading the time must not fail the caller (a worker stamping a
+                # finished run): keep the last offset; the next heartbeat measures again
+                log.warning("cannot read the database clock, using the last offset: %s", exc)
         return utc_now() + self._clock_offset
 
     def sync_clock(self) -> None:
@@ -500,10 +511,27 @@ class Store:
             .values(status=TaskStatus.QUEUED.value, assigned_worker_name=unassigned_unless_copy())
         ).rowcount
 
+    def release_forgotten_tasks(
+        self, conn: Connection, worker_name: str, keep: Iterable[int]
+    ) -> int:
+        """Release the tasks ASSIGNED to this worker but `keep`: after a connection
+        failure a claim may have committed although its worker never saw the reply,
+        and such a task would wait for its (live) worker forever."""
+        assigned = conn.execute(
+            select(T.c.id).where(
+                T.c.status == TaskStatus.ASSIGNED.value, T.c.assigned_worker_name == worker_name
+            )
+        )
+        forgotten = sorted({row.id for row in assigned} - set(keep))
+        return self.release_tasks(conn, worker_name, forgotten)
+
     def start_run(
         self, conn: Connection, worker_name: str, task: Task, started: datetime
     ) -> int | None:
-        """ASSIGNED -> RUNNING with a RUNNING run row; None if the task is no longer ours."""
+        """ASSIGNED -> RUNNING with a RUNNING run row; None if the task is no longer ours.
+
+        Idempotent: retried after a commit whose reply was lost, it returns the
+        run row that commit made."""
         moved = conn.execute(
             update(T)
             .where(
@@ -514,7 +542,7 @@ class Store:
             .values(status=TaskStatus.RUNNING.value, last_run_time=self._db(started))
         ).rowcount
         if not moved:
-            return None
+            return self._running_run_id(conn, worker_name, task.id)
         return self._insert_run(
             conn,
             task_id=task.id,
@@ -522,6 +550,21 @@ class Store:
             start_time=self._db(started),
             worker_name=worker_name,
         )
+
+    def _running_run_id(self, conn: Connection, worker_name: str, task_id: int) -> int | None:
+        return conn.execute(
+            select(R.c.id)
+            .select_from(R.join(T, T.c.id == R.c.task_id))
+            .where(
+                R.c.task_id == task_id,
+                R.c.status == RunStatus.RUNNING.value,
+                R.c.worker_name == worker_name,
+                T.c.status == TaskStatus.RUNNING.value,
+                T.c.assigned_worker_name == worker_name,
+            )
+            .order_by(R.c.id.desc())
+            .limit(1)
+        ).scalar()
 
     def _insert_run(self, conn: Connection, **values: Any) -> int:
         return _new_id(conn.execute(insert(R).values(**values)))
@@ -545,18 +588,18 @@ class Store:
         if not finished:
             return []
         ids = sorted({outcome.task.id for outcome, _ in finished})
-        owned = {
-            row.id
-            for row in conn.execute(
-                select(T.c.id)
-                .where(
-                    T.c.id.in_(ids),
-                    T.c.status.in_(IN_FLIGHT),
-                    T.c.assigned_worker_name == worker_name,
-                )
-                .with_for_update()
+        mine = conn.execute(
+            select(T.c.id, T.c.status)
+            .where(
+                T.c.id.in_(ids),
+                T.c.status.in_(IN_FLIGHT),
+                T.c.assigned_worker_name == worker_name,
             )
-        }
+            .with_for_update()
+        ).all()
+        owned = {row.id for row in mine}
+        running = {row.id for row in mine if row.status == TaskStatus.RUNNING.value}
+        self._find_lost_run_ids(conn, worker_name, [o for o, _ in finished], running)
         lost = [outcome for outcome, _ in finished if outcome.task.id not in owned]
         existing = owned | (
             {row.id for row in conn.execute(select(T.c.id).where(T.c.id.in_(ids)))}
@@ -564,10 +607,13 @@ class Store:
             else set()
         )
         self._update_owned_tasks(conn, [(o, s) for o, s in finished if o.task.id in owned])
+        written = self._runs_written(conn, worker_name, lost)
         new_runs: list[dict[str, Any]] = []
         for outcome, settlement in finished:
             if outcome.task.id not in existing:
                 continue  # deleted meanwhile: a run row would break its foreign key
+            if (outcome.task.id, self._db(outcome.started)) in written:
+                continue  # written before, by a commit whose reply the worker lost
             row = self._write_run(conn, worker_name, outcome, settlement)
             if row is not None:
                 new_runs.append(row)
@@ -579,6 +625,44 @@ class Store:
         if resolved:
             conn.execute(update(D).where(D.c.task_child.in_(resolved)).values(can_visit=True))
         return lost
+
+    def _find_lost_run_ids(
+        self, conn: Connection, worker_name: str, outcomes: Sequence[Outcome], running: set[int]
+    ) -> None:
+        """A RUNNING task whose outcome has no run row id was marked RUNNING by a
+        commit whose reply the worker lost: its outcome belongs on that run row,
+        not on a second one (the first would stay RUNNING forever)."""
+        unmarked = sorted({o.task.id for o in outcomes if o.run_id is None} & running)
+        if not unmarked:
+            return
+        rows = conn.execute(
+            select(R.c.task_id, func.max(R.c.id).label("run_id"))
+            .where(
+                R.c.task_id.in_(unmarked),
+                R.c.status == RunStatus.RUNNING.value,
+                R.c.worker_name == worker_name,
+            )
+            .group_by(R.c.task_id)
+        )
+        run_ids = {row.task_id: row.run_id for row in rows}
+        for outcome in outcomes:
+            if outcome.run_id is None and outcome.task.id in run_ids:
+                outcome.run_id = run_ids[outcome.task.id]
+
+    def _runs_written(
+        self, conn: Connection, worker_name: str, lost: Sequence[Outcome]
+    ) -> set[tuple[int, datetime | None]]:
+        """(task id, start time) of the run rows this worker already wrote for
+        `lost` outcomes that have no run row id of their own."""
+        ids = sorted({o.task.id for o in lost if o.run_id is None})
+        if not ids:
+            return set()
+        rows = conn.execute(
+            select(R.c.task_id, R.c.start_time).where(
+                R.c.task_id.in_(ids), R.c.worker_name == worker_name
+            )
+        )
+        return {(row.task_id, row.start_time) for row in rows}
 
     def _update_owned_tasks(
         self, conn: Connection, finished: Sequence[tuple[Outcome, Settlement]]
@@ -641,7 +725,11 @@ class Store:
     def register_worker(
         self, worker_name: str, groups: Sequence[str], stats: dict[str, Any], dead_after: float
     ) -> None:
-        """Insert (or take over a dead) worker row; refuse a name a live worker uses."""
+        """Insert (or take over a dead) worker row; refuse a name a live worker uses.
+
+        Tasks still in flight under this name belong to an earlier worker of the
+        same name that died (a restart with a fixed --name, quicker than the
+        ticker noticed): they are requeued, or they would wait for it forever."""
         now = self.now()
         with self.transaction() as conn:
             row = conn.execute(
@@ -654,6 +742,21 @@ class Store:
                         f"a live worker named {worker_name!r} already beats in this database"
                     )
                 conn.execute(delete(W).where(W.c.worker_name == worker_name))
+            left = [
+                row.id
+                for row in conn.execute(
+                    select(T.c.id).where(
+                        T.c.status.in_(IN_FLIGHT), T.c.assigned_worker_name == worker_name
+                    )
+                )
+            ]
+            if left:
+                requeued = self._requeue_orphans(
+                    conn, [worker_name], left, self._db(now), "worker restarted during the run"
+                )
+                log.warning(
+                    "worker %s: requeued %d task(s) of its previous life", worker_name, requeued
+                )
             conn.execute(
                 insert(W).values(
                     worker_name=worker_name,
@@ -700,12 +803,12 @@ class Store:
             status_text = conn.execute(
                 select(W.c.status).where(W.c.worker_name == worker_name)
             ).scalar()
-            is_ticker = self._hold_ticker_lease(conn, worker_name, now, ticker_lease)
+            lease_until = self._hold_ticker_lease(conn, worker_name, now, ticker_lease)
         try:
             status = WorkerStatus(str(status_text))
         except ValueError:
             status = WorkerStatus.ACTIVE  # an unknown hand-written status must not stop us
-        return Beat(status=status, is_ticker=is_ticker)
+        return Beat(status=status, is_ticker=lease_until is None, lease_until=lease_until)
 
     def _lock_workers(self, conn: Connection) -> None:
         """Serialise heartbeats so two workers never both take a free ticker lease."""
@@ -713,10 +816,11 @@ class Store:
 
     def _hold_ticker_lease(
         self, conn: Connection, worker_name: str, now: datetime, lease: float
-    ) -> bool:
+    ) -> datetime | None:
+        """Hold or take the lease; None if we hold it, else when the holder's runs out."""
         fresh = self._db(now - timedelta(seconds=lease))
         other = conn.execute(
-            select(W.c.worker_name)
+            select(W.c.worker_name, W.c.last_heartbeat)
             .where(W.c.is_ticker == True, W.c.last_heartbeat >= fresh)  # noqa: E712
             .where(W.c.worker_name != worker_name)
             .limit(1)
@@ -727,14 +831,15 @@ class Store:
                 .where(W.c.worker_name == worker_name, W.c.is_ticker == True)  # noqa: E712
                 .values(is_ticker=False)
             )
-            return False
+            renewed = from_storage(other.last_heartbeat, local_time=self.local_time)
+            return (renewed or now) + timedelta(seconds=lease)
         conn.execute(
             update(W)
             .where(W.c.worker_name != worker_name, W.c.is_ticker == True)  # noqa: E712
             .values(is_ticker=False)
         )
         conn.execute(update(W).where(W.c.worker_name == worker_name).values(is_ticker=True))
-        return True
+        return None
 
     def unregister_worker(self, worker_name: str) -> None:
         with self.transaction() as conn:
@@ -772,12 +877,18 @@ class Store:
             return [self._worker(row) for row in conn.execute(query)]
 
     # ----------------------------------------------------------------- ticker
-    def housekeeping(self, dead_after: float) -> Housekeeping:
-        """Leader-only duties: bury dead workers, requeue their tasks, expire tasks."""
+    def housekeeping(self, dead_after: float, ticker: str | None = None) -> Housekeeping:
+        """Leader-only duties: bury dead workers, requeue their tasks, expire tasks.
+
+        With `ticker`, only while that worker holds the lease: the check runs under
+        the heartbeats' lock, so a ticker that lost the lease to a quicker worker
+        (it stalled, say) never does a round beside its successor."""
         now = self.now()
         stamp = self._db(now)
         cutoff = self._db(now - timedelta(seconds=dead_after))
         with self.transaction() as conn:
+            if ticker is not None and not self._holds_lease(conn, ticker):
+                return Housekeeping(dead_workers=[], requeued=0, expired=0, held=False)
             dead = [
                 row.worker_name
                 for row in conn.execute(select(W.c.worker_name).where(W.c.last_heartbeat < cutoff))
@@ -800,24 +911,9 @@ class Store:
             owners = sorted({row.assigned_worker_name or "" for row in in_flight})
             requeued = 0
             if orphans:
-                conn.execute(
-                    update(R)
-                    .where(R.c.status == RunStatus.RUNNING.value, R.c.worker_name.in_(owners))
-                    .values(
-                        status=RunStatus.FAILED.value,
-                        stop_time=stamp,
-                        traceback="worker died during the run; task requeued",
-                    )
+                requeued = self._requeue_orphans(
+                    conn, owners, orphans, stamp, "worker died during the run"
                 )
-                requeued = conn.execute(
-                    update(T)
-                    .where(
-                        T.c.id.in_(orphans),
-                        T.c.status.in_(IN_FLIGHT),
-                        T.c.assigned_worker_name.in_(owners),
-                    )
-                    .values(status=TaskStatus.QUEUED.value, assigned_worker_name="")
-                ).rowcount
             stale = sorted(
                 row.id
                 for row in conn.execute(
@@ -855,6 +951,44 @@ class Store:
         if requeued or copies:
             self.ring()
         return Housekeeping(dead_workers=dead, requeued=requeued, expired=expired)
+
+    def _holds_lease(self, conn: Connection, worker_name: str) -> bool:
+        self._lock_workers(conn)
+        return (
+            conn.execute(
+                select(W.c.id).where(
+                    W.c.worker_name == worker_name,
+                    W.c.is_ticker == True,  # noqa: E712
+                )
+            ).first()
+            is not None
+        )
+
+    def _requeue_orphans(
+        self,
+        conn: Connection,
+        owners: Sequence[str],
+        task_ids: Sequence[int],
+        stamp: datetime | None,
+        why: str,
+    ) -> int:
+        """Requeue in-flight tasks of workers that are gone, failing their RUNNING runs."""
+        conn.execute(
+            update(R)
+            .where(R.c.status == RunStatus.RUNNING.value, R.c.worker_name.in_(list(owners)))
+            .values(
+                status=RunStatus.FAILED.value, stop_time=stamp, traceback=f"{why}; task requeued"
+            )
+        )
+        return conn.execute(
+            update(T)
+            .where(
+                T.c.id.in_(list(task_ids)),
+                T.c.status.in_(IN_FLIGHT),
+                T.c.assigned_worker_name.in_(list(owners)),
+            )
+            .values(status=TaskStatus.QUEUED.value, assigned_worker_name=unassigned_unless_copy())
+        ).rowcount
 
 
 def _serving_any(groups: Sequence[str]) -> ColumnElement[bool]:

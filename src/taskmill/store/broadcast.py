@@ -36,6 +36,7 @@ _COPIED = (
     "timeout",
     "sync_output",
     "retry_failed",
+    "retry_backoff",
     "stop_time",
     "priority",
 )

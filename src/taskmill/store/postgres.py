@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from taskmill.schema import scheduler_task as T
 from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning
@@ -28,52 +30,84 @@ _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
 class PostgresListener:
-    """A LISTEN connection outside the pool; reconnects when the server comes back."""
+    """A LISTEN connection outside the pool; reconnects when the server comes back.
+
+    NOTIFYs sent while it was down are lost, so a reconnect wakes the worker once
+    (through a pipe: select() on the pipe returns at once) to look at the queue.
+    """
+
+    #: seconds between attempts to reconnect while the server is unreachable
+    retry_every = 1.0
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._conn: Any = None
-        # while disconnected, select() waits on a pipe nobody writes to
-        self._idle_r, self._idle_w = os.pipe()
-        self._connect()
+        self._retry_at = 0.0
+        self._missed = False  # a wake-up is waiting in the pipe
+        # while disconnected, select() waits on this pipe: empty, or holding the
+        # wake-up for NOTIFYs that may have been missed
+        self._pipe_r, self._pipe_w = os.pipe()
+        os.set_blocking(self._pipe_r, False)
+        self._connect(first=True)
 
-    def _connect(self) -> None:
+    def _connect(self, first: bool = False) -> None:
         import psycopg
 
+        self._retry_at = time.monotonic() + self.retry_every
         try:
             self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
             self._conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
             log.warning("LISTEN connection failed (%s); polling until it is back", exc)
-            self._conn = None
+            self._close_connection()
+            return
+        if not first:
+            log.info("LISTEN connection back")
+            self._wake()
+
+    def _wake(self) -> None:
+        if not self._missed:
+            self._missed = True
+            os.write(self._pipe_w, b"!")
 
     def fileno(self) -> int:
-        if self._conn is None or self._conn.closed:
+        if (self._conn is None or self._conn.closed) and time.monotonic() >= self._retry_at:
+            self._close_connection()
             self._connect()
-        return self._idle_r if self._conn is None else int(self._conn.fileno())
+        if self._missed or self._conn is None or self._conn.closed:
+            return self._pipe_r
+        return int(self._conn.fileno())
 
     def drain(self) -> int:
-        if self._conn is None:
-            return 0
+        count = 0
+        if self._missed:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._pipe_r, 64)
+            self._missed = False
+            count = 1
+        if self._conn is None or self._conn.closed:
+            return count
         pgconn = self._conn.pgconn
         try:
             pgconn.consume_input()
         except Exception as exc:  # the server went away: reconnect on next fileno()
             log.warning("LISTEN connection lost: %s", exc)
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-            return 1  # wake the worker so it looks at the queue once
-        count = 0
+            self._close_connection()
+            self._retry_at = 0.0  # at once: most often it is back already
+            return count + 1  # wake the worker so it looks at the queue once
         while pgconn.notifies() is not None:
             count += 1
         return count
 
-    def close(self) -> None:
+    def _close_connection(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
-        for fd in (self._idle_r, self._idle_w):
+        self._conn = None
+
+    def close(self) -> None:
+        self._close_connection()
+        for fd in (self._pipe_r, self._pipe_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -97,8 +131,14 @@ class PostgresStore(Store):
         return True
 
     def ring(self) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(_NOTIFY)
+        # Called after a commit: the work is done and workers poll as a safety net,
+        # so a failed wake-up must not make the caller think its change failed
+        # (a worker that lost its claim, an app that queued a task twice).
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_NOTIFY)
+        except DBAPIError as exc:
+            log.warning("could not wake the workers (NOTIFY failed): %s", exc.orig or exc)
 
     def listen(self, worker_name: str) -> Listener | None:
         url = self.engine.url.set(drivername="postgresql")

@@ -24,6 +24,8 @@ from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning
 from taskmill.store.doorbell import Doorbell
 from taskmill.timing import utc_now
 
+#: seconds a writer waits for the write lock before "database is locked"
+DEFAULT_BUSY_TIMEOUT = 30.0
 #: execution option marking a connection that only reads (plain deferred BEGIN)
 READ_ONLY = "taskmill_read_only"
 
@@ -108,9 +110,12 @@ class SQLiteStore(Store):
     poll_interval = 5.0  # only a safety net: wake-ups come from the doorbell
 
     def __init__(
-        self, engine: Engine, *, local_time: bool = False, busy_timeout: float = 30.0
+        self, engine: Engine, *, local_time: bool = False, busy_timeout: float | None = None
     ) -> None:
         super().__init__(engine, local_time=local_time)
+        if busy_timeout is None:
+            # pysqlite's own URL parameter (sqlite:///tasks.db?timeout=5), else 30 s
+            busy_timeout = float(str(engine.url.query.get("timeout", DEFAULT_BUSY_TIMEOUT)))
         configure_sqlite_engine(engine, busy_timeout)
         database = engine.url.database or ":memory:"
         key = database if database == ":memory:" else os.path.realpath(database)

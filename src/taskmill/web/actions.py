@@ -30,6 +30,7 @@ QUEUE_OPTIONS: Mapping[str, type] = {
     "period": int,
     "timeout": int,
     "retry_failed": int,
+    "retry_backoff": int,
     "sync_output": int,
     "priority": int,
 }

@@ -164,6 +164,7 @@ class DashboardData:
                     "prevent_drift": bool(task.prevent_drift),
                     "timeout": task.timeout,
                     "retry_failed": task.retry_failed,
+                    "retry_backoff": task.retry_backoff,
                     "sync_output": task.sync_output,
                     "priority": task.priority,
                     "next_runs": self.next_runs(task),

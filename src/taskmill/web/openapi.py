@@ -82,6 +82,7 @@ def openapi_document(task_actions: Sequence[str], worker_actions: Sequence[str])
                         "period": {"type": "integer"},
                         "timeout": {"type": "integer"},
                         "retry_failed": {"type": "integer"},
+                        "retry_backoff": {"type": "integer"},
                         "sync_output": {"type": "integer"},
                         "priority": {"type": "integer"},
                     },
