@@ -25,7 +25,7 @@ Store.record_outcomes, ...): when those change, update PROBES and the operations
 
 Usage:
   python benchmarks/profile_workers.py                  # operations and phases, SQLite
-  python benchmarks/profile_workers.py --backend postgres [--prefetch 16]
+  python benchmarks/profile_workers.py --backend postgres [--prefetch N]
   python benchmarks/profile_workers.py --py-spy         # also the py-spy profile
 """
 
@@ -221,7 +221,8 @@ def profile_drain_phases(bench: run.Run, tasks: int, prefetch: int = 0) -> list[
         traces = load_traces(trace_dir)
     header = (
         f"drain: {tasks:,} no-op tasks in {elapsed:.1f} s from start ({tasks / elapsed:,.0f}/s)"
-        + (f", --prefetch {prefetch}" if prefetch else "")
+        + f", --prefetch {prefetch or run.default_prefetch()}"
+        + ("" if prefetch else " (the default)")
     )
     return [header, "", *drain_phases(traces)]
 

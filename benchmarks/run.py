@@ -22,8 +22,9 @@ Workloads (sizes of a full run; --quick uses smaller ones; see FULL and QUICK):
            10 % and 90 % done; CPU per task of the process tree and, on the servers, of
            the database server. Variants: tasks returning a small value (a scheduler_run
            row each); (taskmill only) 10,000 tasks all due at one instant; (taskmill only)
-           the opt-in `--prefetch 16`. Baselines: one task per transaction, 50 per
-           transaction, and 50 per transaction writing run rows.
+           the other side of the `--prefetch` default (1 if it is 16, 16 if it is 1).
+           Baselines: one task per transaction, 50 per transaction, and 50 per
+           transaction writing run rows.
   pickup   2 idle workers; one task every 20 ms, 300 tasks; latency = the task's own
            time.time() at start minus time.time() just before the queue_task call.
            Baseline: 2 plain loops, polling every 1 ms (SQLite), sleeping on LISTEN
@@ -106,7 +107,7 @@ class Sizes:
     pickup_every: float = 0.020
     workers: int = 2
     batch: int = 50
-    prefetch: int = 16  # the opt-in variant's `taskmill worker --prefetch`
+    prefetch: int = 16  # `--prefetch` of the variant, when the default is 1 (no pipelining)
     drain_timeout: float = 150.0
     claim_rows: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     claim_queued: int = 1_000
@@ -185,20 +186,6 @@ TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
             "drain-noop-taskmill",
             "tasks_per_s_steady",
             8e3,
-            "tasks/s",
-        ),
-        (
-            "no-op drain, `--prefetch 16`, from start",
-            "drain-noop-prefetch-16-taskmill",
-            "tasks_per_s_from_start",
-            5e3,
-            "tasks/s",
-        ),
-        (
-            "no-op drain, `--prefetch 16`, steady",
-            "drain-noop-prefetch-16-taskmill",
-            "tasks_per_s_steady",
-            5e3,
             "tasks/s",
         ),
         ("idle pickup latency p50", "pickup-taskmill", "p50_ms", 3.0, "ms"),
@@ -798,8 +785,10 @@ def taskmill_drain(
     if one_instant:
         variant = "no-op, all due at one instant"
     if prefetch:
-        suffix += f"-prefetch-{prefetch}"
-        variant = f"no-op, `--prefetch {prefetch}` (opt-in)"
+        suffix += "-alt-prefetch"
+        variant = f"no-op, `--prefetch {prefetch}`" + (" (opt-in)" if prefetch > 1 else "")
+    elif function == "noop" and not one_instant:
+        variant += f", default `--prefetch {default_prefetch()}`"
     label = f"drain {function}{suffix} (taskmill)"
     with fresh(run, f"drain-taskmill-{function}{suffix}") as db:
         say(f"{label}: bulk insert of {total:,} tasks")
@@ -868,8 +857,17 @@ def drain_workloads(run: Run) -> list[dict[str, Any]]:
         results.append(baseline_drain(run, sizes.batch, results=True))
         results += taskmill_drain(run, "noop", one_instant=True)
     if sizes.variants and taskmill_supports_prefetch():
-        results += taskmill_drain(run, "noop", prefetch=sizes.prefetch)
+        # the other side of the default: pipelining off if it is on, on if it is off
+        other = 1 if default_prefetch() > 1 else sizes.prefetch
+        results += taskmill_drain(run, "noop", prefetch=other)
     return results
+
+
+def default_prefetch() -> int:
+    """How many tasks a worker hands its child ahead by default (1: none)."""
+    from taskmill.worker import WorkerOptions
+
+    return int(getattr(WorkerOptions(), "pipeline_depth", 1))
 
 
 def taskmill_supports_prefetch() -> bool:
@@ -1365,8 +1363,8 @@ COMPARISONS = [
     ),
     ("no-op drain vs 50 per transaction", "drain-noop-taskmill", "drain-noop-sql-50", DRAIN_RATES),
     (
-        "`--prefetch 16` drain vs 50 per transaction",
-        "drain-noop-prefetch-16-taskmill",
+        "drain with the other `--prefetch` vs 50 per transaction",
+        "drain-noop-alt-prefetch-taskmill",
         "drain-noop-sql-50",
         DRAIN_RATES,
     ),
@@ -1553,8 +1551,8 @@ SUMMARY_ROWS = [
     ("no-op drain from start, tasks/s", "drain-noop-taskmill", "tasks_per_s_from_start", 0),
     ("no-op drain steady, tasks/s", "drain-noop-taskmill", "tasks_per_s_steady", 0),
     (
-        "no-op drain steady, `--prefetch 16`",
-        "drain-noop-prefetch-16-taskmill",
+        "no-op drain steady, the other `--prefetch`",
+        "drain-noop-alt-prefetch-taskmill",
         "tasks_per_s_steady",
         0,
     ),
@@ -1784,6 +1782,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--claim-rows", type=int, nargs="+", help="override the claim-cost table sizes"
     )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="measure nothing: print (and add to RESULTS.md) the report of an earlier run",
+    )
     options = parser.parse_args(argv)
     # plans of quick runs go next to the JSON, not over the full run's
     options.plans_dir = options.json.parent if options.quick else PROFILES
@@ -1792,13 +1795,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    report = run(options)
+    if options.from_json:
+        report = json.loads(options.from_json.read_text())
+    else:
+        report = run(options)
     table = markdown(report)
     print(table)
-    options.json.parent.mkdir(parents=True, exist_ok=True)
-    options.json.write_text(json.dumps(report, indent=2) + "\n")
-    say(f"wrote {options.json}")
-    results_md = options.results_md or (None if options.quick else DEFAULT_RESULTS_MD)
+    if not options.from_json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(report, indent=2) + "\n")
+        say(f"wrote {options.json}")
+    quick = report["mode"] == "quick"
+    results_md = options.results_md or (None if quick else DEFAULT_RESULTS_MD)
     if results_md is not None and not options.no_results_md:
         update_results_md(results_md, report, table)
         say(f"updated {results_md}")

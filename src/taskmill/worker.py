@@ -355,6 +355,10 @@ class Worker:
         none waits behind a long task that another worker could have taken."""
         if self.stopping or self.disabled or not 0 < self.avg_duration < 0.005:
             return 1
+        if self.listener is None:
+            # nothing rings on this backend (MariaDB/MySQL), so nothing would tell
+            # us to re-check tasks already handed over: hand over one at a time
+            return 1
         return self.options.pipeline_depth
 
     def _top_up(self) -> None:

@@ -153,12 +153,12 @@ def cluster(
 
 
 def queue_audited_tasks(cluster: Cluster, count: int) -> list[int]:
-    """Mostly 10 ms tasks (results batched, never marked RUNNING), every tenth one
+    """Mostly 20 ms tasks (results batched, never marked RUNNING), every tenth one
     150 ms (marked RUNNING with a run row first): both ways a run is recorded."""
     with cluster.sched.store.engine.begin() as conn:
         queued = [
             cluster.sched.queue_task(
-                "append_audit", [f"task {i}", 0.15 if i % 10 == 0 else 0.01], db=conn
+                "append_audit", [f"task {i}", 0.15 if i % 10 == 0 else 0.02], db=conn
             )
             for i in range(count)
         ]
