@@ -61,8 +61,10 @@ class WorkerOptions:
     mark_running_after: float = 0.05  # a task running this long is marked RUNNING
     max_batch: int = 50  # most tasks claimed in one transaction
     # millisecond tasks handed to the child ahead of time (1 = none), so it runs
-    # them back to back while this process records results; see _recheck_sent
-    pipeline_depth: int = 16
+    # them back to back while this process records results; see _recheck_sent.
+    # Off by default: under CPU starvation the child can run several handed-over
+    # tasks before the worker's "hold" reaches it after a stop_task
+    pipeline_depth: int = 1
     claim_window: float = 0.02  # claim about this many seconds of work at once
     status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
     db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
