@@ -212,6 +212,7 @@ def profile_drain_phases(bench: run.Run, tasks: int, prefetch: int = 0) -> list[
         trace_dir = db.directory / "traces"
         trace_dir.mkdir()
         run.bulk_insert(db, "noop", tasks)
+        run.analyze_tables(db)
         run.say(f"phases: drain of {tasks:,} no-op tasks, 2 probed workers")
         began = time.perf_counter()
         with run.started(start_probed_workers(db, trace_dir, 2, prefetch)) as procs:
@@ -375,6 +376,7 @@ def _taskmill_operations(db: databases.Db) -> list[tuple[str, float, str]]:
         ("has_due_task (idle-path read)", timed(300, lambda: store.has_due_task(["main"])), "call")
     )
     run.bulk_insert(db, "noop", 3 * 50 * 20 + 50)
+    run.analyze_tables(db)
     claimed = []
 
     def claim() -> None:
@@ -454,6 +456,7 @@ def _baseline_operations(
     rows.append((f"INSERT, own transaction{notify}", timed(300, insert), "call"))
     rows.append(("due-task read", timed(300, session.any_due), "call"))
     run.bulk_insert(db, "noop", 3 * 50 * 20 + 50)
+    run.analyze_tables(db)
     worker = sql_baseline.BaselineWorker(session, "ops", 50, results=False)
     claimed: list[Any] = []
     rows.append(
@@ -540,6 +543,7 @@ def profile_py_spy(bench: run.Run, tasks: int, prefetch: int = 0) -> list[str]:
 
 def _py_spy(db: databases.Db, py_spy: str, tasks: int, prefetch: int) -> list[str]:
     run.bulk_insert(db, "noop", tasks)
+    run.analyze_tables(db)
     raw = db.directory / "py-spy.raw"
     command = [py_spy, "record", "--subprocesses", "--rate", "250", "--format", "raw"]
     command += ["--output", str(raw), "--idle", "--"]
