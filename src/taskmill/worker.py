@@ -389,7 +389,7 @@ class Worker:
         # a ring there is most likely work, so go straight to the claim
         if not self.finished and not rung and not self.store.has_due_task(self.groups, self.name):
             return []
-        with self._transaction() as conn:
+        with self._transaction(statement=not self.finished) as conn:
             self._record(conn)
             claimed = self.store.claim_due_tasks(conn, self.name, self.groups, limit)
         return claimed
@@ -416,12 +416,14 @@ class Worker:
             self._ring_after_commit = True
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _transaction(self, statement: bool = False) -> Iterator[Any]:
         """A store transaction; after commit, drops the results it wrote and
-        rings idle workers if it freed work."""
+        rings idle workers if it freed work. `statement`: only a claim will run
+        in it (see Store.claim_transaction)."""
         self._ring_after_commit = False
         self._recorded = 0
-        with self.store.transaction() as conn:
+        opened = self.store.claim_transaction() if statement else self.store.transaction()
+        with opened as conn:
             yield conn
         self._database_works()
         del self.finished[: self._recorded]

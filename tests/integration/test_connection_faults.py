@@ -299,6 +299,35 @@ def test_worker_exits_3_with_a_clear_message_when_its_database_is_gone(
     assert DB_TIMEOUT <= elapsed < DB_TIMEOUT + HEARTBEAT + 3.0
 
 
+def test_api_calls_after_the_server_ended_pooled_connections_just_work(
+    server_db: ServerDatabase,
+) -> None:
+    """A web app's queue_task must not fail once per pooled connection after a
+    database restart: dead pooled connections are noticed at checkout (their socket
+    turned readable) and replaced, without a ping round trip on every use."""
+    from taskmill import Scheduler
+
+    sched = Scheduler(server_db.url, tasks={"noop": print})
+    sched.create_tables()
+    try:
+        # fill the pool with several idle connections
+        with sched.store.engine.connect(), sched.store.engine.connect():
+            pass
+        assert sched.queue_task("noop").id is not None
+        for _ in range(3):
+            with server_db.killer() as kill:
+                assert kill() >= 1
+            time.sleep(0.2)  # let the server's farewell reach the client sockets
+            queued = sched.queue_task("noop")
+            assert queued.errors == {} and queued.id is not None
+            status = sched.task_status(queued.id)
+            assert status is not None and status.status == "QUEUED"
+            with sched.store.engine.connect(), sched.store.engine.connect():
+                pass  # every pooled connection was replaced, not just one
+    finally:
+        sched.store.dispose()
+
+
 # ------------------------------------------------------------------ SQLite
 
 #: the workers' busy timeout (pysqlite's `timeout` URL parameter): a write waiting

@@ -1073,3 +1073,41 @@ def test_duplicate_uuid_in_the_callers_transaction_leaves_it_usable(db_url: str)
         assert scheduler.task_status("other") is not None
     finally:
         scheduler.store.dispose()
+
+
+@pytest.mark.parametrize("local_time", [False, True], ids=["utc", "local-time"])
+def test_bulk_insert_stores_what_insert_task_stores(db_url: str, local_time: bool) -> None:
+    """insert_tasks has its own fast path on some backends (COPY on PostgreSQL):
+    every column, defaults and pydal encodings included, must come out as the
+    one-row path writes it."""
+    opened = open_store(db_url, local_time=local_time)
+    try:
+        opened.create_tables()
+        now = opened.now().replace(microsecond=0)
+        full = task_row(now, stop_time=now + timedelta(days=1), enabled=False, priority=7)
+        sparse = {
+            "function_name": "add",
+            "task_name": "add",
+            "uuid": str(uuidlib.uuid4()),
+            "next_run_time": now,
+        }
+        single = [dict(full, uuid=str(uuidlib.uuid4())), dict(sparse, uuid=str(uuidlib.uuid4()))]
+        for row in single:
+            opened.insert_task(row)
+        opened.insert_tasks([full, sparse])
+        with opened.reading() as conn:
+            stored = [dict(r._mapping) for r in conn.execute(select(T).order_by(T.c.id))]
+        assert len(stored) == 4
+        for one, bulk in ((stored[0], stored[2]), (stored[1], stored[3])):
+            for row in (one, bulk):
+                row.pop("id")
+                row.pop("uuid")
+            assert bulk == one
+        assert stored[2]["enabled"] is False and stored[2]["priority"] == 7
+        assert stored[3]["group_name"] == "main" and stored[3]["repeats"] == 1
+        task = opened.get_task(3)
+        assert task is not None and task.id == 3
+        assert task.next_run_time == now - timedelta(minutes=1)
+        assert task.stop_time == now + timedelta(days=1)
+    finally:
+        opened.dispose()

@@ -14,9 +14,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -69,7 +70,7 @@ W = scheduler_worker
 D = scheduler_task_deps
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TASK_TIMES = ("start_time", "next_run_time", "stop_time", "last_run_time")
+TASK_TIMES = ("start_time", "next_run_time", "stop_time", "last_run_time")
 _RUN_TIMES = ("start_time", "stop_time")
 _WORKER_TIMES = ("first_heartbeat", "last_heartbeat")
 
@@ -159,7 +160,7 @@ class Store:
         return data
 
     def _task(self, row: Any) -> Task:
-        return Task.from_mapping(self._times_from_db(row, _TASK_TIMES))
+        return Task.from_mapping(self._times_from_db(row, TASK_TIMES))
 
     def _run(self, row: Any) -> Run:
         return Run.from_mapping(self._times_from_db(row, _RUN_TIMES))
@@ -177,6 +178,11 @@ class Store:
         """A short write transaction; commits on success, rolls back on error."""
         with self.engine.begin() as conn:
             yield conn
+
+    def claim_transaction(self) -> AbstractContextManager[Connection]:
+        """Where a claim runs alone (nothing to record with it); backends whose claim
+        is one statement run it without BEGIN/COMMIT round trips."""
+        return self.transaction()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -241,13 +247,19 @@ class Store:
 
     # ------------------------------------------------------------------- tasks
     def insert_task(self, values: dict[str, Any], conn: Connection | None = None) -> int:
-        row = {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in values.items()}
+        row = {k: (self._db(v) if k in TASK_TIMES else v) for k, v in values.items()}
         if conn is not None:
-            new_id = _new_id(conn.execute(insert(T).values(**row)))
+            # insert(T) with the row as parameters: one cached compiled statement per
+            # set of columns, where .values(**row) would be built and keyed each time
+            new_id = _new_id(conn.execute(insert(T), row))
             self.ring_on_commit(conn)
             return new_id
+        return self._insert_own(row)
+
+    def _insert_own(self, row: dict[str, Any]) -> int:
+        """Insert one task row in a transaction of its own and wake the workers."""
         with self.transaction() as own:
-            new_id = _new_id(own.execute(insert(T).values(**row)))
+            new_id = _new_id(own.execute(insert(T), row))
             woken = self.wake_in(own)
         if not woken:
             self.ring()
@@ -261,7 +273,7 @@ class Store:
         None when there is one. The check and the insert are atomic across
         processes: writers of the same function name are serialised."""
         function_name = str(values["function_name"])
-        row = {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in values.items()}
+        row = {k: (self._db(v) if k in TASK_TIMES else v) for k, v in values.items()}
         query = select(T.c.args, T.c.vars).where(
             T.c.function_name == function_name, T.c.status.in_(ACTIVE)
         )
@@ -285,10 +297,13 @@ class Store:
     def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
         """Bulk insert in one transaction (ids are not returned)."""
         converted = [
-            {k: (self._db(v) if k in _TASK_TIMES else v) for k, v in row.items()} for row in rows
+            {k: (self._db(v) if k in TASK_TIMES else v) for k, v in row.items()} for row in rows
         ]
         with self.transaction() as conn:
-            conn.execute(insert(T), converted)
+            # executemany needs the same columns in every row: one call per run of
+            # rows with the same keys, which keeps the insertion order
+            for _, same_keys in groupby(converted, key=lambda row: sorted(row)):
+                conn.execute(insert(T), list(same_keys))
             woken = self.wake_in(conn)
         if not woken:
             self.ring()
@@ -671,7 +686,7 @@ class Store:
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for outcome, settlement in finished:
             values = {
-                k: (self._db(v) if k in _TASK_TIMES else v)
+                k: (self._db(v) if k in TASK_TIMES else v)
                 for k, v in settlement.task_values.items()
             }
             shape = tuple(sorted(values))

@@ -13,15 +13,16 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from taskmill.schema import scheduler_task as T
-from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning
+from taskmill.store.base import DUE_IDS, TASK_TIMES, Listener, Store, claim_returning
+from taskmill.timing import to_storage
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,45 @@ class PostgresStore(Store):
 
     def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
         super().__init__(engine, local_time=local_time)
+        self._insert_notify: dict[frozenset[str], Any] = {}
+
+    def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
+        # COPY streams the rows in one message flow: about twice executemany's rate.
+        # It bypasses SQLAlchemy's parameter handling, so the column defaults and
+        # the types' bind processing (pydal's 'T'/'F', naive UTC times) are applied
+        # here, as insert() would.
+        if not rows:
+            return
+        dialect = self.engine.dialect
+        columns = [(c, _copy_filler(c, dialect, self.local_time)) for c in _COPIED]
+        names = ", ".join(column.name for column, _ in columns)
+        with self.transaction() as conn:
+            cursor = conn.connection.cursor()
+            with cursor.copy(f"COPY {T.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([fill(row) for _, fill in columns])
+            conn.execute(_NOTIFY)
+
+    @contextlib.contextmanager
+    def claim_transaction(self) -> Iterator[Connection]:
+        # the claim is one UPDATE ... RETURNING statement: atomic on its own, so
+        # autocommit saves the BEGIN and COMMIT round trips on every idle pickup
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    def _insert_own(self, row: dict[str, Any]) -> int:
+        # One round trip instead of four (BEGIN, INSERT, NOTIFY, COMMIT): a single
+        # statement in autocommit is its own transaction, and the NOTIFY inside it
+        # is delivered when it commits. This is queue_task's whole cost on a server.
+        keys = frozenset(row)
+        statement = self._insert_notify.get(keys)
+        if statement is None:
+            statement = self._insert_notify[keys] = _insert_and_notify(sorted(keys))
+        params = {f"v_{key}": value for key, value in row.items()}
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            return int(conn.execute(statement, params).scalar_one())
 
     def _database_utc_now(self, conn: Connection) -> datetime | None:
         value = conn.execute(text("SELECT clock_timestamp()")).scalar()
@@ -160,3 +200,30 @@ class PostgresStore(Store):
     def _lock_workers(self, conn: Connection) -> None:
         # one lock id for the ticker election; held until this transaction ends
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('taskmill-ticker'))"))
+
+
+def _insert_and_notify(columns: list[str]) -> Any:
+    """WITH new AS (INSERT ... RETURNING id) SELECT id, pg_notify(...) FROM new."""
+    values = {name: bindparam(f"v_{name}", type_=T.c[name].type) for name in columns}
+    new = insert(T).values(values).returning(T.c.id).cte("new_task")
+    return select(new.c.id, func.pg_notify(CHANNEL, ""))
+
+
+_COPIED = [column for column in T.columns if column.name != "id"]
+
+
+def _copy_filler(column: Any, dialect: Any, local_time: bool) -> Callable[[dict[str, Any]], Any]:
+    """What COPY writes for `column` of a task row: its value or Python-side default,
+    through the column type's bind processing."""
+    name = column.name
+    default = column.default.arg if column.default is not None else None
+    process = column.type.bind_processor(dialect)
+    is_time = name in TASK_TIMES
+
+    def fill(row: dict[str, Any]) -> Any:
+        value = row.get(name, default)
+        if is_time:
+            value = to_storage(value, local_time=local_time)
+        return value if process is None else process(value)
+
+    return fill
