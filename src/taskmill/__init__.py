@@ -4,7 +4,7 @@ from taskmill.context import TaskContext, current_task
 from taskmill.deps import JobGraph
 from taskmill.eden import TaskManager
 from taskmill.explain import Explanation
-from taskmill.records import Queued, Run, Task, TaskReport, Worker
+from taskmill.records import Queued, QueuedMany, Run, Task, TaskReport, Worker
 from taskmill.scheduler import Scheduler
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 
@@ -12,6 +12,7 @@ __all__ = [
     "Explanation",
     "JobGraph",
     "Queued",
+    "QueuedMany",
     "Run",
     "RunStatus",
     "Scheduler",

@@ -122,6 +122,17 @@ class Queued:
         return getattr(self, key)
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedMany:
+    """The result of queue_tasks: how many were queued and their uuids, in the order
+    of the calls; with errors (keyed by option, or "calls[i].args"/"calls[i].vars")
+    nothing at all was queued."""
+
+    count: int
+    uuids: list[str]
+    errors: dict[str, str]
+
+
 def decode_json_text(text: str | None) -> Any:
     """Decode a JSON column; an empty column is None rather than an error."""
     if text is None or text == "":

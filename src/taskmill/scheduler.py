@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Connection, Engine, false
@@ -18,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from taskmill.errors import ConfigurationError, InvalidReference
 from taskmill.explain import Explanation, explain
-from taskmill.records import Queued, Run, Task, TaskReport, Worker, decode_json_text
+from taskmill.records import Queued, QueuedMany, Run, Task, TaskReport, Worker, decode_json_text
 from taskmill.schema import Tables, scheduler_task, tables
 from taskmill.states import WorkerStatus
 from taskmill.store import Store, open_store
-from taskmill.validation import MAX_INT, QUEUE_KEYWORDS, TaskValidator
+from taskmill.validation import MAX_INT, QUEUE_KEYWORDS, TaskValidator, encode_json
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,51 @@ class Scheduler:
         except IntegrityError:
             return Queued(id=None, uuid=None, errors={"uuid": "a task with this uuid exists"})
         return Queued(id=task_id, uuid=row["uuid"], errors={})
+
+    def queue_tasks(
+        self,
+        function: str | Callable[..., Any],
+        calls: Iterable[tuple[Sequence[Any], Mapping[str, Any] | None]],
+        *,
+        db: Connection | Session | None = None,
+        **kwargs: Any,
+    ) -> QueuedMany:
+        """Queue many runs of one function at once: each call is a (pargs, pvars)
+        pair; the other options (timeout, start_time, group_name, ...) apply to all.
+
+        web2py has no bulk call, and a loop of queue_task pays a transaction per
+        task; this validates every call first and writes all rows in one
+        transaction (COPY on PostgreSQL), or none of them if any call is invalid.
+        """
+        for name in ("uuid", "args", "vars"):
+            if name in kwargs:
+                raise TypeError(f"queue_tasks() takes no {name}=: each call gets its own")
+        if isinstance(calls, str | bytes | Mapping):
+            raise TypeError("calls must be an iterable of (pargs, pvars) pairs")
+        template, errors = self._task_row(function, (), None, kwargs)
+        if errors:
+            return QueuedMany(count=0, uuids=[], errors=errors)
+        rows: list[dict[str, Any]] = []
+        given: Iterable[Any] = calls  # checked at run time: callers are not typed
+        for index, call in enumerate(given):
+            if not isinstance(call, tuple | list) or len(call) != 2:
+                errors[f"calls[{index}]"] = (
+                    f"each call must be a (pargs, pvars) pair, not {call!r:.60}"
+                )
+                continue
+            pargs, pvars = call
+            args, error = _encode_call(pargs, list, "args")
+            if error:
+                errors[f"calls[{index}].args"] = error
+            vars, error = _encode_call({} if pvars is None else pvars, dict, "vars")
+            if error:
+                errors[f"calls[{index}].vars"] = error
+            if not errors:
+                rows.append(dict(template, args=args, vars=vars, uuid=str(uuidlib.uuid4())))
+        if errors:
+            return QueuedMany(count=0, uuids=[], errors=errors)
+        self.store.insert_tasks(rows, conn=_connection_of(db))
+        return QueuedMany(count=len(rows), uuids=[row["uuid"] for row in rows], errors={})
 
     def queue_unique_task(
         self,
@@ -257,6 +303,13 @@ def _connection_of(db: Connection | Session | None) -> Connection | None:
     if isinstance(db, Session):
         return db.connection()
     raise TypeError(f"db must be a SQLAlchemy Connection or Session, not {type(db).__name__}")
+
+
+def _encode_call(value: Any, expected: type, what: str) -> tuple[str | None, str | None]:
+    # most bulk calls have no vars or no args: skip the encoder for those
+    if not value and isinstance(value, expected | tuple):
+        return ("[]" if expected is list else "{}"), None
+    return encode_json(list(value) if isinstance(value, tuple) else value, expected, what)
 
 
 def canonical_json(text: str | None) -> str | None:

@@ -551,6 +551,29 @@ def test_two_workers_never_run_the_same_task(cluster: Cluster) -> None:
     assert {name for _, name in rows} == set(supervisor.worker_names)
 
 
+def test_tasks_queued_in_bulk_each_run_once_with_their_own_arguments(
+    cluster: Cluster, worker: WorkerProcess
+) -> None:
+    queued = cluster.sched.queue_tasks("append_audit", [([f"bulk {i}"], None) for i in range(300)])
+    assert queued.errors == {} and queued.count == 300
+    engine = cluster.sched.store.engine
+    scheduler_task = cluster.sched.tables.scheduler_task
+
+    def all_completed() -> list[int] | None:
+        query = sa.select(scheduler_task.c.id, scheduler_task.c.status)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        done = [row.id for row in rows if row.status == TaskStatus.COMPLETED.value]
+        return sorted(done) if len(done) == 300 else None
+
+    task_ids = cluster.wait_for(all_completed, timeout=60, interval=0.2, what="300 bulk tasks")
+    assert audit_counts(engine) == dict.fromkeys(task_ids, 1)
+    for index in (0, 299):
+        report = cluster.sched.task_status(queued.uuids[index], output=True)
+        assert isinstance(report, TaskReport)
+        assert report.scheduler_task.args == f'["bulk {index}"]'
+
+
 def test_sigterm_lets_the_running_task_finish_then_the_worker_exits_cleanly(
     cluster: Cluster,
 ) -> None:

@@ -294,19 +294,29 @@ class Store:
         with self.transaction() as conn:
             yield conn
 
-    def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Bulk insert in one transaction (ids are not returned)."""
+    def insert_tasks(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
+        """Bulk insert in one transaction, the caller's `conn` if given (ids are not
+        returned)."""
+        if not rows:
+            return
+        if conn is not None:
+            self._insert_rows(conn, rows)
+            self.ring_on_commit(conn)
+            return
+        with self.transaction() as own:
+            self._insert_rows(own, rows)
+            woken = self.wake_in(own)
+        if not woken:
+            self.ring()
+
+    def _insert_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         converted = [
             {k: (self._db(v) if k in TASK_TIMES else v) for k, v in row.items()} for row in rows
         ]
-        with self.transaction() as conn:
-            # executemany needs the same columns in every row: one call per run of
-            # rows with the same keys, which keeps the insertion order
-            for _, same_keys in groupby(converted, key=lambda row: sorted(row)):
-                conn.execute(insert(T), list(same_keys))
-            woken = self.wake_in(conn)
-        if not woken:
-            self.ring()
+        # executemany needs the same columns in every row: one call per run of
+        # rows with the same keys, which keeps the insertion order
+        for _, same_keys in groupby(converted, key=lambda row: sorted(row)):
+            conn.execute(insert(T), list(same_keys))
 
     def uuid_taken(self, uuid: str, conn: Connection | None = None) -> bool:
         query = select(T.c.id).where(T.c.uuid == uuid)

@@ -124,22 +124,19 @@ class PostgresStore(Store):
         super().__init__(engine, local_time=local_time)
         self._insert_notify: dict[frozenset[str], Any] = {}
 
-    def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
+    def _insert_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         # COPY streams the rows in one message flow: about twice executemany's rate.
         # It bypasses SQLAlchemy's parameter handling, so the column defaults and
         # the types' bind processing (pydal's 'T'/'F', naive UTC times) are applied
-        # here, as insert() would.
-        if not rows:
-            return
+        # here, as insert() would. It runs on `conn`'s own DBAPI connection, so it
+        # is part of that transaction (the caller's, for queue_tasks(db=...)).
         dialect = self.engine.dialect
         columns = [(c, _copy_filler(c, dialect, self.local_time)) for c in _COPIED]
         names = ", ".join(column.name for column, _ in columns)
-        with self.transaction() as conn:
-            cursor = conn.connection.cursor()
-            with cursor.copy(f"COPY {T.name} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([fill(row) for _, fill in columns])
-            conn.execute(_NOTIFY)
+        cursor = conn.connection.cursor()
+        with cursor.copy(f"COPY {T.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([fill(row) for _, fill in columns])
 
     @contextlib.contextmanager
     def claim_transaction(self) -> Iterator[Connection]:
