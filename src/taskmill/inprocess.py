@@ -1,10 +1,12 @@
 """Running @thread_safe tasks inside the worker process (`--pool threads`).
 
-A plain function runs in a thread of its own, a coroutine function on one event
-loop thread shared by all of them; the worker's dispatcher (pool.py) decides how
-many run at once. Nothing here can be hard-killed: on a timeout or stop_task a
-coroutine is cancelled, while a thread is abandoned (it runs on, its result is
-ignored), which is why only tasks marked @thread_safe ever get here.
+A plain function runs in one of a pool of reused threads (a thread whose task was
+abandoned leaves the pool once the task returns; a new one takes its place), a
+coroutine function on one event loop thread shared by all of them; the worker's
+dispatcher (pool.py) decides how many run at once. Nothing here can be
+hard-killed: on a timeout or stop_task a coroutine is cancelled, while a thread
+is abandoned (it runs on, its result is ignored), which is why only tasks marked
+@thread_safe ever get here.
 
 Each run reports back through a queue plus a pipe the dispatcher's selector
 watches, and prints into its own capture: sys.stdout is replaced once by a
@@ -103,6 +105,9 @@ class InProcessRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._real_stdout: TextIO | None = None
+        self._jobs: queue.SimpleQueue[tuple[InProcessRun, Prepared]] = queue.SimpleQueue()
+        self._idle_threads = 0  # threads waiting for a job and not promised one yet
+        self._threads_lock = threading.Lock()
         self.abandoned = 0  # threads left running after a timeout or stop_task
 
     def fileno(self) -> int:
@@ -138,14 +143,27 @@ class InProcessRunner:
             loop = self._event_loop()
             run.future = asyncio.run_coroutine_threadsafe(self._run_coroutine(run, prepared), loop)
         else:
-            thread = threading.Thread(
-                target=self._run_function,
-                args=(run, prepared),
-                name=f"taskmill-task-{task.id}",
-                daemon=True,  # an abandoned task must not keep the worker from exiting
-            )
-            thread.start()
+            self._jobs.put((run, prepared))
+            with self._threads_lock:
+                idle = self._idle_threads > 0
+                if idle:
+                    self._idle_threads -= 1  # that one is promised this job
+            if not idle:
+                threading.Thread(
+                    target=self._serve_jobs,
+                    name="taskmill-task-thread",
+                    daemon=True,  # an abandoned task must not keep the worker from exiting
+                ).start()
         return run
+
+    def _serve_jobs(self) -> None:
+        while True:
+            run, prepared = self._jobs.get()
+            self._run_function(run, prepared)
+            if run.abandoned:
+                return  # replaced already: the dispatcher freed its slot long ago
+            with self._threads_lock:
+                self._idle_threads += 1
 
     def abandon(self, run: InProcessRun) -> None:
         """Stop caring about `run`: cancel it if it is a coroutine; a thread cannot

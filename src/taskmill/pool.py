@@ -14,8 +14,8 @@ no task waits claimed behind a busy slot while another worker idles), writes
 results in the transaction that claims the next tasks, marks a run RUNNING after
 `mark_running_after`, re-reads long runs for stop_task, enforces each run's
 timeout, and on a graceful stop waits for every slot. Claims are coalesced: with
-tasks running, it claims once a quarter of the slots is free or `claim_window`
-has passed, so that short tasks do not cost one transaction each.
+tasks running, it claims once half of the slots are free or `claim_window` has
+passed, so that short tasks do not cost a transaction each.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from taskmill.concurrency import Pool, is_thread_safe
 from taskmill.executor import ChildProcess
 from taskmill.inprocess import InProcessRun, InProcessRunner
+from taskmill.lifecycle import Outcome
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus
 from taskmill.worker import Running, Worker, WorkerOptions
@@ -105,11 +106,13 @@ class PoolWorker(Worker):
             self.inprocess = InProcessRunner(scheduler.tasks, manager)
         self.runs: dict[int, SlotRun] = {}
         self._child_fds: dict[int, int] = {}
+        self._starting: set[int] = set()  # children still importing the app
         self._selector = selectors.DefaultSelector()
         self._claim_after = 0.0  # no claim before this (the queue looked empty)
         self._last_claim = 0.0
         self._last_write = 0.0
         self._recheck_batch = False
+        self._flush_now = False  # a long run ended: write it after this round of events
 
     # ------------------------------------------------------------ executors
     def _start_executors(self) -> None:
@@ -120,11 +123,15 @@ class PoolWorker(Worker):
             self.inprocess.start()
             self._selector.register(self.inprocess.fileno(), selectors.EVENT_READ, "inprocess")
             return  # its child starts when a task first needs a process
-        for child in self.children:
+        # work starts as soon as one child is ready; the others import the app
+        # meanwhile, side by side, and join when their "ready" arrives (_wait)
+        first, *others = self.children
+        first.start()
+        self._watch(first)
+        for child in others:
             child.spawn()
-        for child in self.children:
-            child.wait_started()
             self._watch(child)
+        self._starting = {id(child) for child in others}
 
     def _stop_executors(self) -> None:
         for child in self.children:
@@ -151,15 +158,19 @@ class PoolWorker(Worker):
 
     def _replace_child(self, child: ChildProcess) -> None:
         """Kill a child (its run timed out, was stopped, or it died) and start a
-        fresh one for the slot, unless the worker is on its way out."""
+        fresh one for the slot, unless the worker is on its way out. The other
+        slots run on while it imports the app: it joins when its "ready" arrives."""
         self._unwatch(child)
+        self._starting.discard(id(child))
         child.kill()
         if not self.stopping:
-            child.start()
+            child.spawn()
             self._watch(child)
+            self._starting.add(id(child))
 
     def _idle_child(self) -> ChildProcess | None:
         busy = {id(run.child) for run in self.runs.values() if run.child is not None}
+        busy |= self._starting
         for child in self.children:
             if id(child) not in busy:
                 if child.sock is None:
@@ -218,6 +229,15 @@ class PoolWorker(Worker):
         self._dispatch_batch()
         self._watch_runs(time.monotonic())
         self._wait(self._next_wake(time.monotonic()))
+        if self._flush_now:
+            self._flush_now = False
+            self.flush()
+            self._last_write = time.monotonic()
+
+    def _after_finish(self, outcome: Outcome) -> None:
+        # many runs may end in one round of events: one transaction for all of them
+        if outcome.run_id is not None or self.stopping:
+            self._flush_now = True
 
     def _free_slots(self) -> int:
         return self.capacity - len(self.runs) - len(self.batch)
@@ -228,7 +248,7 @@ class PoolWorker(Worker):
             return False
         if not self.runs:
             return True
-        enough = free >= max(1, self.capacity // 4)
+        enough = free >= max(1, self.capacity // 2)
         return enough or now - self._last_claim >= self.options.claim_window
 
     def _claim_for_free_slots(self, now: float) -> None:
@@ -405,6 +425,10 @@ class PoolWorker(Worker):
             run.next_check = min(run.next_check, soon)
 
     def _on_child_readable(self, child: ChildProcess) -> None:
+        if id(child) in self._starting:
+            self._starting.discard(id(child))
+            child.wait_started()
+            return
         run = self.runs.get(id(child))
         message = child.receive()
         if message is None:

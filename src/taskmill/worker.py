@@ -474,6 +474,9 @@ class Worker:
         self.total += 1
         if outcome.status is not RunStatus.COMPLETED:
             self.errors += 1
+        self._after_finish(outcome)
+
+    def _after_finish(self, outcome: Outcome) -> None:
         if outcome.run_id is not None or self.stopping:
             self.flush()  # a long task's end should show at once
 
