@@ -6,12 +6,16 @@ worker processes, their task children and the benchmark itself share one file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from taskmill import Scheduler
+from taskmill import Scheduler, thread_safe
+
+#: how long each task of the sleep workload waits, as an I/O-bound task would
+SLEEP_SECONDS = 0.025
 
 
 def noop() -> None:
@@ -28,6 +32,30 @@ def stamp() -> float:
     return time.time()
 
 
-TASKS: dict[str, Callable[..., Any]] = {"noop": noop, "small": small, "stamp": stamp}
+def sleep25() -> None:
+    """Waits 25 ms in a child process (not marked: a process-only task)."""
+    time.sleep(SLEEP_SECONDS)
+
+
+@thread_safe
+def sleep25_thread() -> None:
+    """The same wait, allowed in a thread of a `--pool threads` worker."""
+    time.sleep(SLEEP_SECONDS)
+
+
+@thread_safe
+async def sleep25_async() -> None:
+    """The same wait as a coroutine, on the event loop of a `--pool threads` worker."""
+    await asyncio.sleep(SLEEP_SECONDS)
+
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "noop": noop,
+    "small": small,
+    "stamp": stamp,
+    "sleep25": sleep25,
+    "sleep25_thread": sleep25_thread,
+    "sleep25_async": sleep25_async,
+}
 
 sched = Scheduler(os.environ.get("TASKMILL_BENCH_DB", "sqlite:///bench.db"), tasks=TASKS)

@@ -89,7 +89,7 @@ DEFAULT_JSON = HERE / "out" / "results.json"
 DEFAULT_RESULTS_MD = HERE / "RESULTS.md"
 PROFILES = HERE / "profiles"
 POLL_EVERY = 0.05  # seconds between completed-count polls while a drain runs
-WORKLOADS = ("enqueue", "drain", "pickup", "claim")
+WORKLOADS = ("enqueue", "drain", "pickup", "claim", "sleep")
 BACKENDS = ("sqlite", "postgres", "mysql")
 
 
@@ -114,6 +114,11 @@ class Sizes:
     claim_backlog: int = 20_000  # then, at the largest table, this many due at once
     claim_limit: int = 50
     claims: int = 20
+    sleep_tasks: int = 2_000  # tasks of 25 ms each in the sleep (I/O-bound) workload
+    sleep_process_slots: int = 8  # --concurrency of the process pools there
+    sleep_thread_slots: int = 50  # --concurrency of the thread / async pools there
+    #: the sleep workload also run one task at a time (a web2py-style worker): 25 s
+    sleep_one_at_a_time: bool = True
 
 
 FULL = {
@@ -133,6 +138,7 @@ QUICK = {
         drain_timeout=40.0,
         claim_rows=(1_000, 100_000),
         claims=10,
+        sleep_one_at_a_time=False,
     ),
     "postgres": Sizes(
         drain=2_000,
@@ -143,6 +149,7 @@ QUICK = {
         drain_timeout=40.0,
         claim_rows=(1_000, 100_000),
         claims=10,
+        sleep_one_at_a_time=False,
     ),
     "mysql": Sizes(
         drain=1_000,
@@ -153,6 +160,7 @@ QUICK = {
         drain_timeout=40.0,
         claim_rows=(1_000, 100_000),
         claims=10,
+        sleep_one_at_a_time=False,
     ),
 }
 
@@ -434,7 +442,9 @@ def worker_env(url: str) -> dict[str, str]:
     return env
 
 
-def taskmill_worker_command(workers: int, prefetch: int = 0) -> list[str]:
+def taskmill_worker_command(
+    workers: int, prefetch: int = 0, extra: Sequence[str] = ()
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -447,6 +457,7 @@ def taskmill_worker_command(workers: int, prefetch: int = 0) -> list[str]:
         "-n",
         str(workers),
         *(["--prefetch", str(prefetch)] if prefetch else []),
+        *extra,
     ]
 
 
@@ -907,6 +918,84 @@ def taskmill_supports_prefetch() -> bool:
     from taskmill.worker import WorkerOptions
 
     return "pipeline_depth" in WorkerOptions.__dataclass_fields__
+
+
+# ------------------------------------------------------------------------------- sleep
+def sleep_variants(sizes: Sizes) -> list[tuple[str, str, str, int]]:
+    """(key, function, pool, concurrency) of the I/O-bound workload's variants."""
+    processes, threads = sizes.sleep_process_slots, sizes.sleep_thread_slots
+    variants = [
+        ("processes", "sleep25", "processes", processes),
+        ("threads", "sleep25_thread", "threads", threads),
+        ("async", "sleep25_async", "threads", threads),
+    ]
+    if sizes.sleep_one_at_a_time:
+        variants.append(("one-at-a-time", "sleep25", "processes", 1))
+    return variants
+
+
+def sleep_workloads(run: Run) -> list[dict[str, Any]]:
+    """Tasks that wait 25 ms each (issue 9): N at once per worker, in child processes,
+    threads or on an event loop; and the no-op drain through a process pool, to show
+    the dispatcher costs millisecond tasks nothing."""
+    sizes = run.sizes
+    results = []
+    for key, function, pool, slots in sleep_variants(sizes):
+        variant = f"sleep 25 ms, {pool} x{slots}" + (" (async def)" if key == "async" else "")
+        results.append(pool_drain(run, f"sleep-{key}", function, pool, slots, variant))
+    noop_total = sizes.drain
+    results.append(
+        pool_drain(
+            run,
+            "drain-noop-pool",
+            "noop",
+            "processes",
+            sizes.sleep_process_slots,
+            f"no-op, processes x{sizes.sleep_process_slots}",
+            total=noop_total,
+        )
+    )
+    return results
+
+
+def pool_drain(
+    run: Run,
+    key: str,
+    function: str,
+    pool: str,
+    slots: int,
+    variant: str,
+    total: int | None = None,
+) -> dict[str, Any]:
+    sizes = run.sizes
+    total = total or sizes.sleep_tasks
+    label = f"{key} (taskmill)"
+    with fresh(run, key) as db:
+        say(f"{label}: bulk insert of {total:,} tasks")
+        bulk_insert(db, function, total)
+        analyze_tables(db)
+        cpu_before = children_cpu_seconds()
+
+        def launch(procs: Procs) -> None:
+            extra = ["--concurrency", str(slots), "--pool", pool]
+            command = taskmill_worker_command(sizes.workers, extra=extra)
+            procs.start(command, worker_env(db.url), db.directory, db.log)
+
+        with started(Procs()) as procs:
+            watch = watch_drain(db, total, procs, launch, label, sizes.drain_timeout)
+            procs.stop()
+        cpu_total = children_cpu_seconds() - cpu_before
+        settings = {
+            "workers": sizes.workers,
+            "function": function,
+            "tasks": total,
+            "pool": pool,
+            "concurrency": slots,
+        }
+        result = drain_result(f"{key}-taskmill", "taskmill", variant, settings, watch, cpu_total)
+        result["workload"] = "sleep"
+        check_finished(result, db)
+    return result
 
 
 # ------------------------------------------------------------------------------ pickup
@@ -1560,6 +1649,7 @@ TABLES: list[tuple[str, Callable[[list[dict[str, Any]]], list[str]]]] = [
     ("drain", _drain_table),
     ("pickup", _pickup_table),
     ("claim", _claim_table),
+    ("sleep", _drain_table),
 ]
 
 
@@ -1709,6 +1799,7 @@ RUNNERS: dict[str, Callable[[Run], list[dict[str, Any]]]] = {
     "drain": drain_workloads,
     "pickup": pickup_workloads,
     "claim": claim_workloads,
+    "sleep": sleep_workloads,
 }
 
 

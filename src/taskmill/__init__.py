@@ -1,5 +1,6 @@
 """taskmill: a web2py-compatible background-task scheduler."""
 
+from taskmill.concurrency import thread_safe
 from taskmill.context import TaskContext, current_task
 from taskmill.deps import JobGraph
 from taskmill.eden import TaskManager
@@ -24,5 +25,6 @@ __all__ = [
     "Worker",
     "WorkerStatus",
     "current_task",
+    "thread_safe",
 ]
 __version__ = "0.1.0"

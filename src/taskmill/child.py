@@ -9,6 +9,8 @@ never touches the database: it reports to its worker over a socket.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import io
 import json
 import os
@@ -152,6 +154,10 @@ def encode_result(value: Any, function_name: str) -> str:
         ) from None
 
 
+async def awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class TaskRunner:
     """Runs one task message and reports how it went."""
 
@@ -207,6 +213,10 @@ class TaskRunner:
                 syncer.start()
             with task_hooks(self.manager, user_id):
                 value = function(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    # an `async def` task: its own event loop in this child, so a
+                    # timeout still hard-kills it with the child (see concurrency.py)
+                    value = asyncio.run(awaited(value))
                 result = None if value is None else encode_result(value, function_name)
             report.update(status=RunStatus.COMPLETED.value, result=result)
         except BaseException:

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from taskmill.apps import load_app, load_app_with_hooks
+from taskmill.concurrency import Pool
 from taskmill.errors import TaskmillError
 from taskmill.records import Task, TaskReport
 from taskmill.scheduler import Scheduler
@@ -128,6 +129,21 @@ def main(ctx: click.Context, log_level: str, local_time: bool) -> None:
     show_default=True,
     help="seconds the database may stay unreachable before the worker gives up (exit 3)",
 )
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    help="tasks each worker process runs at once (default: the app's Scheduler(concurrency=), "
+    "1); with --pool processes, one child process per task slot",
+)
+@click.option(
+    "--pool",
+    type=click.Choice([p.value for p in Pool]),
+    help="where tasks run: 'processes' (a child per slot; a timeout hard-kills it) or "
+    "'threads' (@thread_safe tasks in threads / on an event loop of the worker, others in "
+    "a child; a thread past its timeout is abandoned, not killed). Default: the app's "
+    "Scheduler(pool=), processes",
+)
 def worker(
     app: str,
     groups: tuple[str, ...],
@@ -136,10 +152,13 @@ def worker(
     grace: float,
     prefetch: int,
     db_timeout: float,
+    concurrency: int | None,
+    pool: str | None,
 ) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
+    from taskmill.pool import create_worker
     from taskmill.supervisor import Supervisor
-    from taskmill.worker import Worker, WorkerOptions
+    from taskmill.worker import WorkerOptions
 
     bad = [g for g in groups if not g or "|" in g]
     if bad:
@@ -150,17 +169,24 @@ def worker(
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         args = ["--log-level", str(level), "worker", "--app", app, "--grace", str(grace)]
         args += ["--prefetch", str(prefetch), "--db-timeout", str(db_timeout)]
+        if concurrency is not None:
+            args += ["--concurrency", str(concurrency)]
+        if pool is not None:
+            args += ["--pool", pool]
         for group in groups:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
         sys.exit(Supervisor(args, count, base).run())
     scheduler = open_scheduler(app, None)
-    runner = Worker(
-        scheduler,
-        app,
-        name=name,
-        group_names=list(groups) or None,
-        options=WorkerOptions(grace=grace, pipeline_depth=prefetch, db_timeout=db_timeout),
+    options = WorkerOptions(
+        grace=grace,
+        pipeline_depth=prefetch,
+        db_timeout=db_timeout,
+        concurrency=concurrency or scheduler.concurrency,
+        pool=Pool(pool) if pool else scheduler.pool,
+    )
+    runner = create_worker(
+        scheduler, app, name=name, group_names=list(groups) or None, options=options
     )
     sys.exit(runner.run())
 

@@ -45,6 +45,12 @@ class ChildProcess:
         return self.sock.fileno()
 
     def start(self) -> None:
+        self.spawn()
+        self.wait_started()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to import the app, so that a
+        pool's children import theirs side by side (see wait_started)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [
             sys.executable,
@@ -64,6 +70,8 @@ class ChildProcess:
         child.close()
         self.sock = parent
         self.started_count += 1
+
+    def wait_started(self) -> None:
         message = self._wait_ready()
         self.tasks = list(message.get("tasks", []))
         log.debug("child %s ready with tasks %s", self.pid, self.tasks)

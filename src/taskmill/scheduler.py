@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, false
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from taskmill.concurrency import Pool
 from taskmill.errors import ConfigurationError, InvalidReference
 from taskmill.explain import Explanation, explain
 from taskmill.records import Queued, QueuedMany, Run, Task, TaskReport, Worker, decode_json_text
@@ -43,6 +44,8 @@ class Scheduler:
         discard_results: bool = False,
         utc_time: bool = True,
         application_name: str = "taskmill",
+        concurrency: int = 1,
+        pool: str = "processes",
     ) -> None:
         if tasks is not None and not isinstance(tasks, dict):
             raise ConfigurationError("tasks must be a dict of name -> function")
@@ -62,6 +65,10 @@ class Scheduler:
             raise ConfigurationError("heartbeat must be a positive number of seconds")
         if isinstance(max_empty_runs, bool) or not isinstance(max_empty_runs, int):
             raise ConfigurationError("max_empty_runs must be an integer (0 = never stop)")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError("concurrency must be a positive integer (tasks at once)")
+        if pool not in tuple(Pool):
+            raise ConfigurationError(f"pool must be one of {[p.value for p in Pool]}, not {pool!r}")
         # the registry is the dict given, not a copy: apps (and Eden's
         # TaskManager) add tasks to it after the Scheduler is built
         registry = tasks if tasks is not None else {}
@@ -72,6 +79,9 @@ class Scheduler:
         self.discard_results = bool(discard_results)
         self.utc_time = bool(utc_time)
         self.application_name = application_name
+        #: what `taskmill worker` uses unless --concurrency / --pool say otherwise
+        self.concurrency = concurrency
+        self.pool = Pool(pool)
         self.store: Store = open_store(db, local_time=not self.utc_time)
         self.tables: Tables = tables
         self._validator = TaskValidator(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from taskmill.concurrency import Pool
 from taskmill.errors import (
     AppImportError,
     ConfigurationError,
@@ -68,6 +69,9 @@ class WorkerOptions:
     claim_window: float = 0.02  # claim about this many seconds of work at once
     status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
     db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
+    # tasks run at once (pool.py); 1 keeps the single-child loop of this module
+    concurrency: int = 1
+    pool: Pool = Pool.PROCESSES  # where they run: child processes or threads (pool.py)
 
 
 @dataclass
@@ -141,7 +145,7 @@ class Worker:
         """Serve until told to stop; returns the process exit code."""
         self._install_signal_handlers()
         try:
-            self.child.start()
+            self._start_executors()
         except AppImportError as exc:
             log.error("worker %s cannot start its task child: %s", self.name, exc)
             self._close()
@@ -151,7 +155,7 @@ class Worker:
             if code is not None:
                 return code
             log.info("worker %s serving groups %s", self.name, self.groups)
-            while not self.stopping or (self.sent and not self.hard_stop):
+            while self._keep_serving():
                 self._guarded(self.loop_once)
             while not self._left:
                 self._guarded(self.shutdown)
@@ -163,6 +167,25 @@ class Worker:
         finally:
             self._close()
         return EXIT_FORCED if self.hard_stop and not self.commanded else EXIT_OK
+
+    def _start_executors(self) -> None:
+        self.child.start()
+
+    def _stop_executors(self) -> None:
+        self.child.stop()
+
+    def _keep_serving(self) -> bool:
+        """Until stopped; tasks already handed to the child still end first, unless
+        the stop is a hard one (they are then killed and requeued)."""
+        return not self.stopping or (bool(self.sent) and not self.hard_stop)
+
+    def _busy(self) -> bool:
+        return self.current is not None
+
+    def _held_task_ids(self) -> set[int]:
+        """Tasks this worker has claimed and not recorded yet."""
+        held = {t.id for t in (*self.batch, *self.sent)}
+        return held | {o.task.id for o, _ in self.finished}
 
     def _register(self) -> int | None:
         """Join the database: retry while it is unreachable (up to db_timeout),
@@ -238,7 +261,7 @@ class Worker:
 
     def _close(self) -> None:
         with contextlib.suppress(Exception):
-            self.child.stop()
+            self._stop_executors()
         if self.listener is not None:
             self.listener.close()
         for fd in (self._wake_r, self._wake_w):
@@ -310,7 +333,7 @@ class Worker:
         never arrived (the connection died during COMMIT), leaving tasks ASSIGNED
         to us that we know nothing of; give those back. And forget claimed tasks
         taken from us while we could not look (by a ticker that took us for dead)."""
-        keep = {t.id for t in (*self.batch, *self.sent)} | {o.task.id for o, _ in self.finished}
+        keep = self._held_task_ids()
         with self._transaction() as conn:
             self._record(conn)
             released = self.store.release_forgotten_tasks(conn, self.name, keep)
@@ -453,6 +476,9 @@ class Worker:
         self.total += 1
         if outcome.status is not RunStatus.COMPLETED:
             self.errors += 1
+        self._after_finish(outcome)
+
+    def _after_finish(self, outcome: Outcome) -> None:
         if outcome.run_id is not None or self.stopping:
             self.flush()  # a long task's end should show at once
 
@@ -714,7 +740,7 @@ class Worker:
 
     def _count_empty_run(self) -> None:
         """web2py's max_empty_runs counts heartbeats that passed without a task."""
-        idle = self.total == self._total_at_beat and self.current is None
+        idle = self.total == self._total_at_beat and not self._busy()
         self.empty_runs = self.empty_runs + 1 if idle else 0
         self._total_at_beat = self.total
         limit = self.sched.max_empty_runs

@@ -1,0 +1,212 @@
+"""Workers that run several tasks at once (`--concurrency N`, `--pool`), issue 9.
+
+Real worker processes of `tests/apps/pool_app.py` on every backend (`db_url`).
+Overlap is proven from the runs' own clocks: every task of a group started before
+the first of them ended. Each kind of slot is covered: a child process per slot
+(a plain function, and an `async def` one run on the child's own event loop), a
+thread of the worker (@thread_safe) and the worker's event loop (@thread_safe async).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import Cluster, WorkerProcess, cluster_for_test
+from pool_tasks import TASKS
+
+from taskmill import RunStatus, TaskReport, TaskStatus
+
+APP = "pool_app:sched"
+
+#: kind -> (worker options, the task function that kind runs)
+KINDS: dict[str, tuple[list[str], str]] = {
+    "processes": (["--pool", "processes"], "span"),
+    "processes-async": (["--pool", "processes"], "span_async_process"),
+    "threads": (["--pool", "threads"], "span_thread"),
+    "threads-async": (["--pool", "threads"], "span_async"),
+}
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, db_url: str) -> Iterator[Cluster]:
+    with cluster_for_test(request, db_url, app=APP, tasks=TASKS, heartbeat=1.0) as c:
+        yield c
+
+
+def queue(cluster: Cluster, function: str, *pargs: Any, **options: Any) -> int:
+    queued = cluster.sched.queue_task(function, list(pargs), **options)
+    assert queued.errors == {}
+    assert queued.id is not None
+    return queued.id
+
+
+def result_of(cluster: Cluster, task_id: int) -> Any:
+    found = cluster.sched.task_status(task_id, output=True)
+    assert isinstance(found, TaskReport)
+    return found.result
+
+
+def start_pool_worker(
+    cluster: Cluster, kind: str, concurrency: int, **options: Any
+) -> WorkerProcess:
+    args, _ = KINDS[kind]
+    return cluster.start_worker(args=[*args, "--concurrency", str(concurrency)], **options)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_n_tasks_run_at_once_in_one_worker_each_with_its_own_output(
+    cluster: Cluster, kind: str
+) -> None:
+    worker = start_pool_worker(cluster, kind, 4)
+    function = KINDS[kind][1]
+    ids = [queue(cluster, function, 1.5) for _ in range(4)]
+    for task_id in ids:
+        cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=30)
+    spans = [result_of(cluster, task_id) for task_id in ids]
+    assert [span["task_id"] for span in spans] == ids
+    # all four had started before the first of them ended
+    assert max(span["start"] for span in spans) < min(span["end"] for span in spans)
+    pids = {span["pid"] for span in spans}
+    if kind.startswith("processes"):
+        assert len(pids) == 4 and worker.pid not in pids
+    else:
+        assert pids == {worker.pid}
+        threads = {span["thread"] for span in spans}
+        assert len(threads) == (4 if kind == "threads" else 1)  # async: one event loop
+        # prints of concurrent tasks in one process end up in their own run's output
+        for task_id in ids:
+            (run,) = cluster.runs(task_id)
+            assert run.run_output is not None
+            assert run.run_output.strip().endswith(f"task {task_id} slept")
+            assert run.run_output.count("slept") == 1
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_task_past_its_timeout_is_timeout_while_the_other_slots_run_on(
+    cluster: Cluster, kind: str
+) -> None:
+    worker = start_pool_worker(cluster, kind, 2)
+    function = KINDS[kind][1]
+    long_id = queue(cluster, function, 60, timeout=1)
+    short_id = queue(cluster, function, 2.5)
+    timed_out = cluster.wait_status(long_id, TaskStatus.TIMEOUT, timeout=20)
+    assert timed_out.times_failed == 1
+    (run,) = cluster.runs(long_id)
+    assert run.status == RunStatus.TIMEOUT
+    assert run.stop_time is not None and run.start_time is not None
+    assert 0.9 <= (run.stop_time - run.start_time).total_seconds() < 10
+    cluster.wait_status(short_id, TaskStatus.COMPLETED, timeout=20)
+    span = result_of(cluster, short_id)
+    # the short task ran through the other task's timeout in its own slot
+    assert span["end"] - span["start"] >= 2.4
+    again = queue(cluster, function, 0.1)
+    cluster.wait_status(again, TaskStatus.COMPLETED, timeout=20)
+    assert worker.alive()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_stop_task_ends_one_slots_run_and_not_the_others(cluster: Cluster, kind: str) -> None:
+    start_pool_worker(cluster, kind, 2)
+    function = KINDS[kind][1]
+    stopped_id = queue(cluster, function, 60)
+    other_id = queue(cluster, function, 3)
+    cluster.wait_running(stopped_id, timeout=20)
+    cluster.wait_running(other_id, timeout=20)
+    assert cluster.sched.stop_task(stopped_id) == 1
+    cluster.wait_status(stopped_id, TaskStatus.STOPPED, timeout=20)
+    cluster.wait_status(other_id, TaskStatus.COMPLETED, timeout=20)
+    (run,) = cluster.runs(stopped_id)
+    assert run.status == RunStatus.STOPPED
+
+
+def test_a_crashing_child_fails_its_task_only(cluster: Cluster) -> None:
+    worker = start_pool_worker(cluster, "processes", 3)
+    first = queue(cluster, "span", 3)
+    second = queue(cluster, "span", 3)
+    cluster.wait_running(first, timeout=20)
+    cluster.wait_running(second, timeout=20)
+    crashed = queue(cluster, "crash")
+    failed = cluster.wait_status(crashed, TaskStatus.FAILED, timeout=20)
+    assert failed.times_failed == 1
+    (run,) = cluster.runs(crashed)
+    assert run.traceback is not None and "died (exit code 3)" in run.traceback
+    for task_id in (first, second):
+        cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=20)
+        assert result_of(cluster, task_id)["end"] - result_of(cluster, task_id)["start"] >= 2.9
+    after = queue(cluster, "span", 0.1)
+    cluster.wait_status(after, TaskStatus.COMPLETED, timeout=20)
+    assert worker.alive()
+
+
+@pytest.mark.parametrize("kind", ["processes", "threads-async"])
+def test_every_task_runs_exactly_once_across_pooled_workers(cluster: Cluster, kind: str) -> None:
+    start_pool_worker(cluster, kind, 4)
+    start_pool_worker(cluster, kind, 4)
+    function = KINDS[kind][1]
+    ids = [queue(cluster, function, 0.02) for _ in range(80)]
+    for task_id in ids:
+        cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=60)
+    for task_id in ids:
+        task = cluster.task(task_id)
+        assert (task.times_run, task.times_failed) == (1, 0)
+        runs = cluster.runs(task_id)
+        assert [run.status for run in runs] == [RunStatus.COMPLETED]
+        assert json.loads(runs[0].run_result or "null")["task_id"] == task_id
+
+    def totals() -> int | None:
+        workers = cluster.sched.get_workers().values()
+        total = sum(int((w.worker_stats or {}).get("total", 0)) for w in workers)
+        return total if total == len(ids) else None
+
+    cluster.wait_for(totals, timeout=10, what="the workers' heartbeats to count 80 tasks")
+
+
+def test_a_process_only_task_never_runs_in_a_thread_of_a_threads_pool(cluster: Cluster) -> None:
+    worker = start_pool_worker(cluster, "threads", 4)
+    in_child = queue(cluster, "worker_pid")
+    in_thread = queue(cluster, "worker_pid_thread")
+    cluster.wait_status(in_child, TaskStatus.COMPLETED, timeout=20)
+    cluster.wait_status(in_thread, TaskStatus.COMPLETED, timeout=20)
+    assert result_of(cluster, in_thread) == worker.pid
+    assert result_of(cluster, in_child) != worker.pid
+
+
+def test_a_busy_pool_claims_only_for_its_free_slots(cluster: Cluster) -> None:
+    """No task waits claimed behind a busy slot: the second worker gets it."""
+    first = start_pool_worker(cluster, "processes", 2)
+    ids = [queue(cluster, "span", 4) for _ in range(4)]
+    running = cluster.wait_for(
+        lambda: (
+            [i for i in ids if cluster.task(i).status == TaskStatus.RUNNING]
+            if sum(cluster.task(i).status == TaskStatus.RUNNING for i in ids) == 2
+            else None
+        ),
+        timeout=20,
+        what="two tasks running",
+    )
+    waiting = [i for i in ids if i not in running]
+    assert [cluster.task(i).status for i in waiting] == [TaskStatus.QUEUED] * 2
+    second = start_pool_worker(cluster, "processes", 2)
+    for task_id in ids:
+        cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=30)
+    ran_by = {task_id: cluster.runs(task_id)[0].worker_name for task_id in ids}
+    assert {ran_by[i] for i in running} == {first.name}
+    assert {ran_by[i] for i in waiting} == {second.name}
+
+
+@pytest.mark.parametrize("kind", ["processes", "threads"])
+def test_sigterm_waits_for_every_slot_then_exits_cleanly(cluster: Cluster, kind: str) -> None:
+    worker = start_pool_worker(cluster, kind, 3, grace=30)
+    function = KINDS[kind][1]
+    ids = [queue(cluster, function, 2) for _ in range(3)]
+    for task_id in ids:
+        cluster.wait_running(task_id, timeout=20)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    for task_id in ids:
+        assert cluster.task(task_id).status == TaskStatus.COMPLETED
+    assert worker.name not in cluster.sched.get_workers()
