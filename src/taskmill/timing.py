@@ -186,6 +186,8 @@ def from_storage(value: datetime | None, *, local_time: bool = False) -> datetim
     and those are trusted over the storage convention."""
     if value is None:
         return None
+    if value.tzinfo is None and not local_time:
+        return value.replace(tzinfo=UTC)  # the common case, on every claimed row
     return as_utc(value, local_time=local_time)
 
 
