@@ -258,3 +258,30 @@ def test_web2py_row_is_read_and_claimed(bare_store: Store, db_backend: str) -> N
         claimed = bare_store.claim_due_tasks(conn, "w1", ["main"], 10)
     assert [t.uuid for t in claimed] == ["web2py-1"]
     assert claimed[0].status == "ASSIGNED"
+
+
+@pytest.mark.parametrize(
+    ("server", "schemes"),
+    [
+        pytest.param("postgres", ["postgresql", "postgres"], marks=pytest.mark.postgres),
+        pytest.param("mysql", ["mysql", "mariadb"], marks=pytest.mark.mysql),
+    ],
+)
+def test_urls_without_a_driver_use_the_installed_one(
+    request: pytest.FixtureRequest, server: str, schemes: list[str]
+) -> None:
+    """The contract's `postgresql://...` and web2py's `postgres://` must work as
+    written: SQLAlchemy alone would pick psycopg2 or mysqlclient, not installed."""
+    url = sa.make_url(request.getfixturevalue(f"{server}_url"))
+    for scheme in schemes:
+        plain = url.set(drivername=scheme).render_as_string(hide_password=False)
+        sched = Scheduler(plain, tasks={"noop": print})
+        try:
+            sched.create_tables()
+            queued = sched.queue_task("noop")
+            assert queued.errors == {}
+            assert sched.store.engine.driver in ("psycopg", "pymysql")
+            task = sched.task_status(queued.id)
+            assert task is not None and task.status == "QUEUED"
+        finally:
+            sched.store.dispose()

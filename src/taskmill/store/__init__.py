@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError
 
 from taskmill.errors import ConfigurationError
@@ -43,6 +43,7 @@ def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
             url = make_url(target)
         except Exception as exc:
             raise ConfigurationError(f"not a database URL: {exc}") from None
+        url = _with_default_driver(url)
         kwargs: dict[str, object] = {}
         if url.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False}
@@ -66,6 +67,21 @@ def open_store(target: str | Engine, *, local_time: bool = False) -> Store:
     if engine.dialect.name in ("mysql", "mariadb"):
         return MySQLStore(engine, local_time=local_time)
     return Store(engine, local_time=local_time)
+
+
+#: the driver taskmill's extras install, for URLs that name none: SQLAlchemy would
+#: pick psycopg2 or mysqlclient, which are not installed; web2py's `postgres://` too
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def _with_default_driver(url: URL) -> URL:
+    driver = _DEFAULT_DRIVERS.get(url.drivername)
+    return url if driver is None else url.set(drivername=driver)
 
 
 def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
