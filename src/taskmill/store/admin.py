@@ -59,8 +59,8 @@ class TaskFilter:
         text = (self.text or "").strip()
         if text:
             matches = [
-                T.c.task_name.contains(text, autoescape=True),
-                T.c.args.contains(text, autoescape=True),
+                T.c.task_name.icontains(text, autoescape=True),
+                T.c.args.icontains(text, autoescape=True),
                 T.c.uuid == text,
             ]
             if text.isdigit():

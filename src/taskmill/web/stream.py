@@ -75,11 +75,14 @@ class OutputStream:
     def snapshot(self, run_id: int | None) -> Snapshot:
         """The task and the run to show: the given one, else the one in progress,
         else (a task that will not run again) its latest."""
+        if run_id is not None:
+            # the run first: a worker ends the run and updates the task in one
+            # commit, so a task read afterwards is never older than the run
+            run = self.admin.get_run(run_id)
+            return Snapshot(self.data.scheduler.store.get_task(self.task_id), run)
         task = self.data.scheduler.store.get_task(self.task_id)
         if task is None:
             return Snapshot(None, None)
-        if run_id is not None:
-            return Snapshot(task, self.admin.get_run(run_id))
         run = self.admin.running_run(self.task_id)
         if run is None and task.status not in ACTIVE:
             run = self.data.scheduler.store.latest_run(self.task_id)
