@@ -308,3 +308,21 @@ def test_output_stream_follows_a_run_to_its_end(sched: Scheduler, client: TestCl
         "end",
         {"run_id": run_id, "status": "COMPLETED", "task_status": "COMPLETED"},
     )
+
+
+def test_ids_beyond_the_integer_columns_are_not_found(sched: Scheduler, client: TestClient) -> None:
+    huge = 2**70
+    task_id = queue(sched, "add", 1, 1)
+    for path in (f"/api/tasks/{huge}", f"/api/tasks/{huge}/output"):
+        assert client.get(path, headers=HEADERS).status_code == 404, path
+    response = client.get(f"/api/tasks/{task_id}/output?run_id={huge}", headers=HEADERS)
+    assert response.status_code == 404
+    for action in ("clone", "run-now", "stop"):
+        response = client.post(f"/api/tasks/{huge}/{action}", headers=HEADERS)
+        assert response.status_code == 404, action
+    response = client.post(
+        "/api/tasks/bulk", headers=HEADERS, json={"action": "stop", "ids": [huge, task_id]}
+    )
+    assert response.status_code == 200
+    assert response.json()["refused"] == {str(huge): f"no task {huge}"}
+    assert status(sched, task_id) == TaskStatus.STOPPED

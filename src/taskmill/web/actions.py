@@ -19,6 +19,7 @@ from taskmill.states import TaskStatus
 from taskmill.store.admin import RUN_AGAIN, AdminQueries, TaskFilter
 from taskmill.store.audit import AuditLog
 from taskmill.web.auth import Principal
+from taskmill.web.params import is_row_id
 
 TASK_ACTIONS = ("run-now", "clone", "stop", "requeue", "enable", "disable", "delete")
 #: the actions that can make a task run: refused for functions this app does not register
@@ -133,7 +134,7 @@ class Actions:
         return result.result
 
     def _task_action(self, task_id: int, action: str) -> _Applied:
-        task = self.scheduler.store.get_task(task_id)
+        task = self.scheduler.store.get_task(task_id) if is_row_id(task_id) else None
         if task is None:
             raise ActionError(f"no task {task_id}", status=404)
         if action in STARTING_ACTIONS and not self._registered(task.function_name):

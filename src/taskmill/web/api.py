@@ -21,7 +21,7 @@ from taskmill.web.actions import (
     ActionResult,
 )
 from taskmill.web.openapi import openapi_document
-from taskmill.web.params import filter_from, int_or_none, page_params
+from taskmill.web.params import filter_from, is_row_id, page_params
 from taskmill.web.stream import OutputStream
 
 if TYPE_CHECKING:
@@ -88,14 +88,20 @@ class Api:
         """Server-sent events with the output of the task's run (see stream.py)."""
         self.dash.require(request)
         task_id = int(request.path_params["task_id"])
-        raw_run = request.query_params.get("run_id")
-        run_id = int_or_none(raw_run)
-        if raw_run is not None and run_id is None:
+        raw_run = (request.query_params.get("run_id") or "").strip()
+        if raw_run and not raw_run.isdigit():
             return JSONResponse({"error": "run_id must be a run id (a number)"}, status_code=400)
-        if await run_in_threadpool(self.dash.scheduler.store.get_task, task_id) is None:
+        run_id = int(raw_run) if raw_run else None
+        if not is_row_id(task_id) or (
+            await run_in_threadpool(self.dash.scheduler.store.get_task, task_id) is None
+        ):
             return JSONResponse({"error": f"no task {task_id}"}, status_code=404)
         if run_id is not None:
-            run = await run_in_threadpool(self.dash.admin.get_run, run_id)
+            run = (
+                await run_in_threadpool(self.dash.admin.get_run, run_id)
+                if is_row_id(run_id)
+                else None
+            )
             if run is None or run.task_id != task_id:
                 return JSONResponse(
                     {"error": f"task {task_id} has no run {run_id}"}, status_code=404

@@ -20,6 +20,7 @@ from taskmill.states import TaskStatus, WorkerStatus
 from taskmill.store.admin import AdminQueries, TaskFilter, TaskPage, per_minute
 from taskmill.timing import next_cron_time
 from taskmill.web import graph
+from taskmill.web.params import is_row_id
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class DashboardData:
 
     def task_detail(self, task_id: int, *, with_layout: bool = False) -> dict[str, Any] | None:
         """The task page's data; `with_layout` adds the dependency graph's drawing."""
+        if not is_row_id(task_id):
+            return None
         task = self.scheduler.store.get_task(task_id)
         if task is None:
             return None
