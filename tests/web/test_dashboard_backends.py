@@ -315,6 +315,10 @@ def test_ids_beyond_the_integer_columns_are_not_found(sched: Scheduler, client: 
     task_id = queue(sched, "add", 1, 1)
     for path in (f"/api/tasks/{huge}", f"/api/tasks/{huge}/output"):
         assert client.get(path, headers=HEADERS).status_code == 404, path
+    for query in (f"q={huge}", f"before={huge}", f"after={huge}", f"limit={huge}"):
+        page = client.get(f"/api/tasks?{query}", headers=HEADERS)
+        assert page.status_code == 200, query
+    assert client.get(f"/api/tasks?q={huge}", headers=HEADERS).json()["tasks"] == []
     response = client.get(f"/api/tasks/{task_id}/output?run_id={huge}", headers=HEADERS)
     assert response.status_code == 404
     for action in ("clone", "run-now", "stop"):
@@ -326,3 +330,24 @@ def test_ids_beyond_the_integer_columns_are_not_found(sched: Scheduler, client: 
     assert response.status_code == 200
     assert response.json()["refused"] == {str(huge): f"no task {huge}"}
     assert status(sched, task_id) == TaskStatus.STOPPED
+
+
+def test_bulk_requeue_of_failed_tasks_and_worker_commands(
+    sched: Scheduler, client: TestClient
+) -> None:
+    failed = [queue(sched, "add", i, i, group_name="reports") for i in range(2)]
+    for task_id in failed:
+        finish_run(sched, task_id, start_run(sched, task_id), status=RunStatus.FAILED)
+    other = queue(sched, "noop")
+    finish_run(sched, other, start_run(sched, other), status=RunStatus.FAILED)
+    response = client.post("/api/tasks/requeue-failed", headers=HEADERS, json={"group": "reports"})
+    assert response.json()["count"] == 2
+    assert [status(sched, i) for i in failed] == [TaskStatus.QUEUED] * 2
+    assert status(sched, other) == TaskStatus.FAILED
+    sched.store.register_worker("host#1", ["main"], {"current_task": other}, 9)
+    response = client.post("/api/workers/disable", headers=HEADERS, json={"worker_name": "host#1"})
+    assert response.status_code == 200
+    [worker] = client.get("/api/workers", headers=HEADERS).json()["workers"]
+    assert (worker["status"], worker["alive"], worker["current_task"]) == ("DISABLED", True, other)
+    detail = client.get(f"/api/tasks/{failed[0]}", headers=HEADERS).json()
+    assert "no live worker serves group 'reports'" in detail["why_not_running"]

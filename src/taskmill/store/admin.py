@@ -32,6 +32,7 @@ from taskmill.states import REQUEUEABLE, RunStatus, TaskStatus
 from taskmill.store.base import Store
 from taskmill.store.broadcast import unassigned_unless_copy
 from taskmill.timing import from_storage
+from taskmill.validation import MAX_INT
 
 T = scheduler_task
 R = scheduler_run
@@ -63,7 +64,7 @@ class TaskFilter:
                 T.c.args.icontains(text, autoescape=True),
                 T.c.uuid == text,
             ]
-            if text.isdigit():
+            if _is_id(text):
                 matches.append(T.c.id == int(text))
             parts.append(or_(*matches))
         return and_(true(), *parts)
@@ -187,7 +188,7 @@ class AdminQueries:
         if not text:
             return []
         match = T.c.uuid == text
-        if text.isdigit():
+        if _is_id(text):
             match = or_(match, T.c.id == int(text))
         with self.store.reading() as conn:
             return [row.id for row in conn.execute(select(T.c.id).where(match))]
@@ -422,6 +423,11 @@ class AdminQueries:
         if count and enabled:
             self.store.ring()
         return count
+
+
+def _is_id(text: str) -> bool:
+    """Digits that could be a task id (a longer number would overflow the column)."""
+    return text.isdigit() and 0 < int(text) <= MAX_INT
 
 
 def per_minute(runs: Sequence[Run], now: datetime, minutes: int) -> list[Counter[str]]:
