@@ -16,7 +16,7 @@ from typing import Any
 
 from taskmill.records import Run, Task, Worker
 from taskmill.scheduler import Scheduler
-from taskmill.states import TaskStatus, WorkerStatus
+from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 from taskmill.store.admin import AdminQueries, TaskFilter, TaskPage, per_minute
 from taskmill.timing import next_cron_time
 from taskmill.web import graph
@@ -31,7 +31,7 @@ REDACTED_FIELDS = ("args", "vars", "run_output", "run_result", "traceback")
 CHART_MINUTES = 60
 #: the window of the taskmill_throughput_per_minute gauge
 THROUGHPUT_MINUTES = 5
-FAILED_RUNS = ("FAILED", "TIMEOUT")
+FAILED_RUNS = (RunStatus.FAILED.value, RunStatus.TIMEOUT.value)
 #: counting a million-row table takes a few hundred ms; many open dashboards share one count
 COUNTS_TTL = 2.0
 NEXT_RUNS_SHOWN = 5
@@ -94,7 +94,7 @@ class DashboardData:
             "chart_minutes": CHART_MINUTES,
             "throughput": [
                 {
-                    "completed": b.get("COMPLETED", 0),
+                    "completed": b.get(RunStatus.COMPLETED.value, 0),
                     "failed": sum(b.get(status, 0) for status in FAILED_RUNS),
                 }
                 for b in buckets
@@ -107,7 +107,9 @@ class DashboardData:
         since = now - timedelta(minutes=CHART_MINUTES)
         runs = self.admin.runs_finished_since(since)
         for started in self.admin.completions_without_run_since(since):
-            runs.append(Run(id=0, status="COMPLETED", start_time=started, stop_time=started))
+            runs.append(
+                Run(id=0, status=RunStatus.COMPLETED.value, start_time=started, stop_time=started)
+            )
         return runs
 
     def workers(self, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -327,7 +329,7 @@ class DashboardData:
             "(successful runs without a run row counted from the task rows).",
             f"# TYPE {name} gauge",
         ]
-        for status in ("COMPLETED", "FAILED", "TIMEOUT", "STOPPED"):
+        for status in (s.value for s in RunStatus if s is not RunStatus.RUNNING):
             lines.append(f'{name}{{status="{status}"}} {ended.get(status, 0)}')
         lines += [
             "# HELP taskmill_throughput_per_minute Runs ended per minute over the last "
