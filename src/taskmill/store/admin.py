@@ -49,7 +49,12 @@ class TaskFilter:
     #: matches a part of task_name or args, a whole uuid or a whole id
     text: str | None = None
 
-    def condition(self) -> ColumnElement[bool]:
+    def condition(self, *, like_ignores_case: bool = False) -> ColumnElement[bool]:
+        """The filter as SQL; the text matches ignoring (ASCII) case on every backend.
+
+        `like_ignores_case`: the database's LIKE does so already (SQLite), so the
+        columns are not passed through lower(), which makes SQLite's scan 3x slower.
+        """
         parts: list[ColumnElement[bool]] = []
         if self.status:
             parts.append(T.c.status == self.status)
@@ -59,11 +64,17 @@ class TaskFilter:
             parts.append(T.c.function_name == self.function_name)
         text = (self.text or "").strip()
         if text:
-            matches = [
-                T.c.task_name.icontains(text, autoescape=True),
-                T.c.args.icontains(text, autoescape=True),
-                T.c.uuid == text,
-            ]
+            if like_ignores_case:
+                matches = [
+                    T.c.task_name.contains(text, autoescape=True),
+                    T.c.args.contains(text, autoescape=True),
+                ]
+            else:
+                matches = [
+                    T.c.task_name.icontains(text, autoescape=True),
+                    T.c.args.icontains(text, autoescape=True),
+                ]
+            matches.append(T.c.uuid == text)
             if _is_id(text):
                 matches.append(T.c.id == int(text))
             parts.append(or_(*matches))
@@ -141,6 +152,9 @@ class AdminQueries:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: SQLite's LIKE ignores ASCII case; PostgreSQL's and (on binary collations)
+        #: MariaDB's do not
+        self.like_ignores_case = store.engine.dialect.name == "sqlite"
 
     # ------------------------------------------------------------------ reads
     def list_tasks(
@@ -152,7 +166,7 @@ class AdminQueries:
         limit: int = 50,
     ) -> TaskPage:
         """A page of matching tasks, newest first: older than `before` or newer than `after`."""
-        condition = task_filter.condition()
+        condition = task_filter.condition(like_ignores_case=self.like_ignores_case)
         exact = self._exact_match(task_filter.text)
         if exact:
             # a whole uuid or id: found through its index instead of a LIKE scan

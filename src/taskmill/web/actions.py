@@ -230,7 +230,7 @@ class Actions:
         if task_filter.status not in (None, "", TaskStatus.FAILED.value):
             raise ActionError("bulk requeue applies to FAILED tasks; filter by FAILED or nothing")
         condition = and_(
-            task_filter.condition(),
+            task_filter.condition(like_ignores_case=self.admin.like_ignores_case),
             self.scheduler.tables.scheduler_task.c.status == TaskStatus.FAILED.value,
             self.scheduler.tables.scheduler_task.c.function_name.in_(sorted(self.scheduler.tasks)),
         )
