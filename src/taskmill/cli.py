@@ -362,7 +362,16 @@ def dashboard(app: str, host: str, port: int) -> None:
     asgi = create_app(scheduler)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"Warning: the dashboard listens on {host}, not only on this machine", err=True)
-    uvicorn.run(asgi, host=host, port=port, log_level="info", proxy_headers=False)
+    # open output streams (server-sent events) would otherwise hold a shutdown for
+    # up to their time limit
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+        timeout_graceful_shutdown=3,
+    )
 
 
 def run() -> None:

@@ -31,4 +31,15 @@ def flaky(marker: str) -> str:
     return "second run succeeded"
 
 
-TASKS = {"add": add, "slow": slow, "shout": shout, "flaky": flaky}
+def chatty(steps: int, pause: float) -> str:
+    """Prints a line every `pause` seconds (queued with sync_output, so the worker
+    writes the output so far to the run row while it runs), one of them markup."""
+    for step in range(1, steps + 1):
+        print(f"step {step} of {steps}", flush=True)
+        if step == 2:
+            print(SCRIPT, flush=True)
+        time.sleep(pause)
+    return "chatted"
+
+
+TASKS = {"add": add, "slow": slow, "shout": shout, "flaky": flaky, "chatty": chatty}

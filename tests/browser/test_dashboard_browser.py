@@ -35,7 +35,7 @@ from dashboard_browser_support import (
 )
 from dashboard_browser_tasks import SCRIPT, TASKS
 
-from taskmill import Scheduler, TaskStatus
+from taskmill import JobGraph, Scheduler, TaskStatus
 from taskmill.web.auth import hash_password
 
 HERE = Path(__file__).resolve().parent
@@ -279,6 +279,109 @@ def test_queue_a_task_from_the_form(admin_page: Any, served: Served) -> None:
     assert "42" in page.locator("#runs").inner_text()
 
 
+def test_live_output_streams_while_the_task_runs(admin_page: Any, served: Served) -> None:
+    page = admin_page
+    streams: list[str] = []
+    page.on(
+        "response",
+        lambda r: streams.append(r.headers.get("content-type", "")) if "/output" in r.url else None,
+    )
+    task_id = served.sched.queue_task("chatty", [8, 1.0], sync_output=1, timeout=60).id or 0
+    page.goto(f"{served.url}/tasks/{task_id}")
+    page.evaluate("window.__notReloaded = true")
+    live = page.locator("#live-output")
+    expect(live).to_contain_text("step 3 of 8", timeout=30000)
+    # still running: the text came while the run was in progress, not from its end
+    assert served.sched.store.get_task(task_id).status == TaskStatus.RUNNING  # type: ignore[union-attr]
+    assert SCRIPT in live.inner_text()
+    assert page.evaluate("window.pwned === undefined")
+    assert page.locator("#live-output script").count() == 0
+    assert any(kind.startswith("text/event-stream") for kind in streams), streams
+    expect(page.locator("#live-state")).to_contain_text("ended: COMPLETED", timeout=30000)
+    assert "step 8 of 8" in live.inner_text()
+    assert page.evaluate("window.__notReloaded") is True
+    assert page.evaluate("window.pwned === undefined")
+
+
+def test_dependency_graph_shows_and_follows_the_statuses(admin_page: Any, served: Served) -> None:
+    page = admin_page
+    sched = served.sched
+    start = sched.store.now() + timedelta(seconds=3)
+    with sched.store.transaction() as conn:  # no worker sees the parent without its edge
+        child = sched.queue_task(
+            "slow", [0.5], task_name="graph-child", start_time=start, db=conn
+        ).id
+        parent = sched.queue_task("add", [2, 2], task_name="graph-parent", db=conn).id
+        assert child is not None and parent is not None
+        JobGraph(sched, "browser-job").add_deps(parent, child, db=conn)
+    page.goto(f"{served.url}/tasks/{parent}")
+    graph = page.locator("#dep-graph")
+    expect(graph).to_be_visible()
+    child_node = graph.locator(f'[data-node="{child}"]')
+    parent_node = graph.locator(f'[data-node="{parent}"]')
+    assert "graph-child" in (child_node.text_content() or "")
+    assert "QUEUED" in (child_node.text_content() or "")
+    assert "current" in (parent_node.get_attribute("class") or "")
+    assert graph.locator("path.edge.waiting").count() == 1
+    page.evaluate("window.__notReloaded = true")
+    expect(child_node.locator('[data-field="node-status"]')).to_have_text(
+        "COMPLETED", timeout=20000
+    )
+    expect(graph.locator("path.edge.done")).to_have_count(1, timeout=10000)
+    expect(status_badge(page)).to_have_text("COMPLETED", timeout=20000)
+    assert page.evaluate("window.__notReloaded") is True
+    # the parent ran only after the child had completed
+    child_task, parent_task = sched.store.get_task(child), sched.store.get_task(parent)
+    assert child_task is not None and parent_task is not None
+    assert child_task.last_run_time < parent_task.last_run_time  # type: ignore[operator]
+    child_node.click()
+    page.wait_for_url(f"{served.url}/tasks/{child}")
+    expect(page.locator(f'#dep-graph [data-node="{parent}"]')).to_be_visible()
+
+
+def test_run_now_and_clone_from_the_task_page(admin_page: Any, served: Served) -> None:
+    page = admin_page
+    later = served.sched.store.now() + timedelta(hours=2)
+    task_id = served.sched.queue_task("add", [20, 1], start_time=later).id or 0
+    page.goto(f"{served.url}/tasks/{task_id}")
+    assert "not due until" in page.locator(".why").inner_text()
+    page.click("#action-run-now")
+    assert f"task {task_id}: due now" in page.locator(".flash").inner_text()
+    expect(status_badge(page)).to_have_text("COMPLETED", timeout=20000)
+    page.click("#action-clone")
+    page.wait_for_url(re.compile(r".*/tasks/\d+$"))
+    clone_id = int(page.url.rsplit("/", 1)[1])
+    assert clone_id != task_id
+    assert f"cloned as task {clone_id}" in page.locator(".flash").inner_text()
+    # the clone keeps the schedule: it waits for the same start_time, until run now
+    assert "not due until" in page.locator(".why").inner_text()
+    page.click("#action-run-now")
+    expect(status_badge(page)).to_have_text("COMPLETED", timeout=20000)
+    assert "21" in page.locator("#runs").inner_text()
+    page.goto(f"{served.url}/audit")
+    audit = page.locator("#audit").inner_text()
+    assert re.search(rf"admin\s+run-now\s+task {task_id}", audit)
+    assert re.search(rf"admin\s+clone\s+task {task_id}", audit)
+
+
+def test_bulk_run_now_from_the_task_list(admin_page: Any, served: Served) -> None:
+    page = admin_page
+    later = served.sched.store.now() + timedelta(hours=2)
+    ids = [
+        served.sched.queue_task("add", [i, i], task_name="bulk-later", start_time=later).id or 0
+        for i in range(2)
+    ]
+    page.goto(f"{served.url}/tasks?q=bulk-later")
+    page.check("#select-all")
+    page.select_option("#bulk-action", "run-now")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#bulk-apply")
+    page.wait_for_url(re.compile(r".*/tasks\?q=bulk-later$"))
+    assert "run-now: 2 of 2 task(s) done" in page.locator(".flash").inner_text()
+    for task_id in ids:
+        wait_status(served, task_id, TaskStatus.COMPLETED)
+
+
 def test_screenshots_of_the_main_pages(page: Any, served: Served, tmp_path: Path) -> None:
     """Writes docs/screenshots/ with TASKMILL_UPDATE_SCREENSHOTS=1 (else a temporary
     directory, so that a test run leaves the work tree alone)."""
@@ -295,10 +398,26 @@ def test_screenshots_of_the_main_pages(page: Any, served: Served, tmp_path: Path
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
     page.goto(f"{served.url}/tasks")
     page.screenshot(path=str(shots / "tasks.png"), full_page=True)
-    first = page.locator("#task-list tbody tr a").first
-    first.click()
-    page.wait_for_url(re.compile(r".*/tasks/\d+$"))
+    # a task in the middle of a small job, while it runs and prints
+    sched = served.sched
+    with sched.store.transaction() as conn:  # no worker sees a task without its edges
+        fetch = sched.queue_task("add", [1, 2], task_name="fetch-data", db=conn).id or 0
+        report = (
+            sched.queue_task(
+                "chatty", [6, 1.0], task_name="build-report", sync_output=1, db=conn
+            ).id
+            or 0
+        )
+        mail = sched.queue_task("add", [3, 4], task_name="mail-report", db=conn).id or 0
+        archive = sched.queue_task("add", [5, 6], task_name="archive", db=conn).id or 0
+        job = JobGraph(sched, "nightly")
+        job.add_deps(report, fetch, db=conn)
+        job.add_deps(mail, report, db=conn)
+        job.add_deps(archive, report, db=conn)
+    page.goto(f"{served.url}/tasks/{report}")
+    expect(page.locator("#live-output")).to_contain_text("step 3 of 6", timeout=30000)
     page.screenshot(path=str(shots / "task.png"), full_page=True)
+    wait_status(served, archive, TaskStatus.COMPLETED, timeout=40)
     page.goto(f"{served.url}/audit")
     page.screenshot(path=str(shots / "audit.png"), full_page=True)
     for name in ("login", "overview", "tasks", "task", "audit"):

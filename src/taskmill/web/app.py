@@ -8,6 +8,7 @@ signed session cookie.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ from taskmill.states import TaskStatus
 from taskmill.store.admin import AdminQueries
 from taskmill.store.audit import AuditLog
 from taskmill.web import api
-from taskmill.web.actions import TASK_ACTIONS, ActionError, Actions
+from taskmill.web.actions import BULK_ACTIONS, TASK_ACTIONS, ActionError, Actions
 from taskmill.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -47,6 +48,25 @@ from taskmill.web.params import filter_from, filter_query, int_or_none, page_par
 
 HERE = Path(__file__).parent
 SESSION_MAX_AGE = 12 * 3600
+
+ACTION_LABELS = {
+    "run-now": "Run now",
+    "clone": "Clone",
+    "stop": "Stop",
+    "requeue": "Requeue",
+    "enable": "Enable",
+    "disable": "Disable",
+    "delete": "Delete",
+}
+ACTION_HELP = {
+    "run-now": "QUEUED: make it due now; finished: queue it again, due now",
+    "clone": "queue a new task with the same function, arguments and schedule",
+    "stop": "QUEUED or ASSIGNED: stop at once; RUNNING: its worker kills it",
+    "requeue": "FAILED, TIMEOUT, STOPPED or EXPIRED back to QUEUED",
+    "enable": "let workers pick it up",
+    "disable": "keep workers from picking it up",
+    "delete": "delete the task and its runs",
+}
 
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -104,6 +124,8 @@ class Dashboard:
         self.data = DashboardData(scheduler, self.admin, redact)
         self.actions = Actions(scheduler, self.admin, self.audit)
         self.throttle = LoginThrottle()
+        #: keyword arguments of every OutputStream (tests shorten the polling)
+        self.stream_options: dict[str, float] = {}
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -223,16 +245,26 @@ class Dashboard:
                 "groups": groups,
                 "functions": sorted(self.scheduler.tasks),
                 "limit": limit,
+                "bulk_actions": BULK_ACTIONS,
+                "action_labels": ACTION_LABELS,
             },
         )
 
     async def task(self, request: Request) -> Response:
         self.require(request)
         task_id = int(request.path_params["task_id"])
-        detail = await run_in_threadpool(self.data.task_detail, task_id)
+        detail = await run_in_threadpool(
+            functools.partial(self.data.task_detail, task_id, with_layout=True)
+        )
         if detail is None:
             raise HTTPException(404, f"no task {task_id}")
-        return self.render(request, "task.html", {"task": detail, "actions": TASK_ACTIONS})
+        context = {
+            "task": detail,
+            "actions": TASK_ACTIONS,
+            "action_labels": ACTION_LABELS,
+            "action_help": ACTION_HELP,
+        }
+        return self.render(request, "task.html", context)
 
     async def audit_page(self, request: Request) -> Response:
         self.require(request)
@@ -276,14 +308,34 @@ class Dashboard:
         who = await self.require_action(request)
         task_id = int(request.path_params["task_id"])
         action = request.path_params["action"]
+        target = task_id
         try:
             result = await run_in_threadpool(self.actions.task_action, who, task_id, action)
             self.flash(request, result.message)
+            if action == "clone" and result.task_id is not None:
+                target = result.task_id  # on to the new task
         except ActionError as exc:
             self.flash(request, exc.message, "error")
         if action == "delete":
             return RedirectResponse(str(request.url_for("tasks")), status_code=303)
-        return RedirectResponse(str(request.url_for("task", task_id=task_id)), status_code=303)
+        return RedirectResponse(str(request.url_for("task", task_id=target)), status_code=303)
+
+    async def bulk_action(self, request: Request) -> Response:
+        who = await self.require_action(request)
+        form = await request.form()
+        ids = [v for v in form.getlist("ids") if isinstance(v, str)]
+        try:
+            result = await run_in_threadpool(
+                self.actions.bulk_action, who, str(form.get("action", "")), ids
+            )
+            self.flash(request, result.message, "error" if result.refused else "info")
+            for task_id, reason in sorted(result.refused.items())[:10]:
+                self.flash(request, f"task {task_id}: {reason}", "error")
+        except ActionError as exc:
+            self.flash(request, exc.message, "error")
+        # back to the list as it was filtered
+        query = filter_query(filter_from({k: v for k, v in form.items() if isinstance(v, str)}))
+        return RedirectResponse(f"{request.url_for('tasks')}?{query}", status_code=303)
 
     async def requeue_failed(self, request: Request) -> Response:
         who = await self.require_action(request)
@@ -338,6 +390,7 @@ class Dashboard:
             Route("/tasks/new", self.queue_form, name="queue_form"),
             Route("/tasks/new", self.queue, methods=["POST"], name="queue"),
             Route("/tasks/requeue-failed", self.requeue_failed, methods=["POST"]),
+            Route("/tasks/bulk", self.bulk_action, methods=["POST"], name="bulk_action"),
             Route("/tasks/{task_id:int}", self.task, name="task"),
             Route(
                 "/tasks/{task_id:int}/{action}",

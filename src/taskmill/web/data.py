@@ -16,9 +16,11 @@ from typing import Any
 
 from taskmill.records import Run, Task, Worker
 from taskmill.scheduler import Scheduler
-from taskmill.states import TaskStatus, WorkerStatus
+from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 from taskmill.store.admin import AdminQueries, TaskFilter, TaskPage, per_minute
 from taskmill.timing import next_cron_time
+from taskmill.web import graph
+from taskmill.web.params import is_row_id
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,9 @@ Redactor = Callable[[str, str | None, Task], str | None]
 REDACTED_FIELDS = ("args", "vars", "run_output", "run_result", "traceback")
 
 CHART_MINUTES = 60
+#: the window of the taskmill_throughput_per_minute gauge
+THROUGHPUT_MINUTES = 5
+FAILED_RUNS = (RunStatus.FAILED.value, RunStatus.TIMEOUT.value)
 #: counting a million-row table takes a few hundred ms; many open dashboards share one count
 COUNTS_TTL = 2.0
 NEXT_RUNS_SHOWN = 5
@@ -77,8 +82,7 @@ class DashboardData:
             statuses[status] = statuses.get(status, 0) + count
             groups.setdefault(group, {})[status] = count
         due = self.admin.due_summary()
-        runs = self.admin.runs_finished_since(now - timedelta(minutes=CHART_MINUTES))
-        buckets = per_minute(runs, now, CHART_MINUTES)
+        buckets = per_minute(self.runs_finished(now), now, CHART_MINUTES)
         return {
             "now": iso(now),
             "statuses": statuses,
@@ -87,14 +91,26 @@ class DashboardData:
             "queue_depth": due.depth,
             "oldest_due_age": seconds_between(now, due.oldest_due),
             "workers": self.workers(now),
+            "chart_minutes": CHART_MINUTES,
             "throughput": [
                 {
-                    "completed": b.get("COMPLETED", 0),
-                    "failed": b.get("FAILED", 0) + b.get("TIMEOUT", 0),
+                    "completed": b.get(RunStatus.COMPLETED.value, 0),
+                    "failed": sum(b.get(status, 0) for status in FAILED_RUNS),
                 }
                 for b in buckets
             ],
         }
+
+    def runs_finished(self, now: datetime) -> list[Run]:
+        """Runs that ended in the last CHART_MINUTES, with the successful runs that
+        left no scheduler_run row (they returned None) counted from the task rows."""
+        since = now - timedelta(minutes=CHART_MINUTES)
+        runs = self.admin.runs_finished_since(since)
+        for started in self.admin.completions_without_run_since(since):
+            runs.append(
+                Run(id=0, status=RunStatus.COMPLETED.value, start_time=started, stop_time=started)
+            )
+        return runs
 
     def workers(self, now: datetime | None = None) -> list[dict[str, Any]]:
         now = now or self.scheduler.store.now()
@@ -142,10 +158,14 @@ class DashboardData:
             "times_failed": task.times_failed,
         }
 
-    def task_detail(self, task_id: int) -> dict[str, Any] | None:
+    def task_detail(self, task_id: int, *, with_layout: bool = False) -> dict[str, Any] | None:
+        """The task page's data; `with_layout` adds the dependency graph's drawing."""
+        if not is_row_id(task_id):
+            return None
         task = self.scheduler.store.get_task(task_id)
         if task is None:
             return None
+        dependencies = self.admin.dependency_graph(task_id)
         now = self.scheduler.store.now()
         data = self.task_summary(task)
         data.update(
@@ -173,9 +193,16 @@ class DashboardData:
                 "runs": [
                     self.run(r, task) for r in reversed(self.scheduler.store.runs_of(task.id))
                 ],
+                "dependencies": graph.as_json(dependencies),
             }
         )
+        if with_layout:
+            data["graph"] = graph.layout(dependencies)
         return data
+
+    def shown_output(self, run: Run, task: Task) -> str:
+        """A run's output as the dashboard may show it (after the redact hook)."""
+        return self._shown("run_output", run.run_output, task) or ""
 
     def run(self, run: Run, task: Task) -> dict[str, Any]:
         duration = None
@@ -270,29 +297,88 @@ class DashboardData:
             "# TYPE taskmill_oldest_due_seconds gauge",
             f"taskmill_oldest_due_seconds {max(0.0, oldest)}",
         ]
+        by_status: dict[str, int] = {}
+        for w in workers:
+            if w["alive"]:
+                by_status[str(w["status"])] = by_status.get(str(w["status"]), 0) + 1
+        lines += [
+            "# HELP taskmill_workers_alive_by_status Live workers by their status.",
+            "# TYPE taskmill_workers_alive_by_status gauge",
+        ]
+        lines += [
+            f'taskmill_workers_alive_by_status{{status="{_label(status)}"}} {count}'
+            for status, count in sorted(by_status.items())
+        ]
+        lines += self._throughput(now)
+        lines += self._pickup_histogram(now)
         lines += self._duration_histogram(now)
         return "\n".join(lines) + "\n"
 
+    def _throughput(self, now: datetime) -> list[str]:
+        recent = self.runs_finished(now)
+        ended: dict[str, int] = {}
+        for run in recent:
+            ended[run.status or "?"] = ended.get(run.status or "?", 0) + 1
+        window_start = now - timedelta(minutes=THROUGHPUT_MINUTES)
+        latest = [r for r in recent if r.stop_time is not None and r.stop_time >= window_start]
+        failed = sum(count for status, count in ended.items() if status in FAILED_RUNS)
+        finished = sum(ended.values())
+        name = "taskmill_runs_finished_last_hour"
+        lines = [
+            f"# HELP {name} Runs that ended in the last {CHART_MINUTES} minutes, by status "
+            "(successful runs without a run row counted from the task rows).",
+            f"# TYPE {name} gauge",
+        ]
+        for status in (s.value for s in RunStatus if s is not RunStatus.RUNNING):
+            lines.append(f'{name}{{status="{status}"}} {ended.get(status, 0)}')
+        lines += [
+            "# HELP taskmill_throughput_per_minute Runs ended per minute over the last "
+            f"{THROUGHPUT_MINUTES} minutes.",
+            "# TYPE taskmill_throughput_per_minute gauge",
+            f"taskmill_throughput_per_minute {round(len(latest) / THROUGHPUT_MINUTES, 3)}",
+            "# HELP taskmill_failure_ratio Failed or timed-out runs among the runs that ended "
+            f"in the last {CHART_MINUTES} minutes (0 when none ended).",
+            "# TYPE taskmill_failure_ratio gauge",
+            f"taskmill_failure_ratio {round(failed / finished, 6) if finished else 0}",
+        ]
+        return lines
+
+    def _pickup_histogram(self, now: datetime) -> list[str]:
+        since = now - timedelta(minutes=CHART_MINUTES)
+        return _histogram(
+            "taskmill_pickup_latency_seconds",
+            "Seconds from due to started, for runs started in the last "
+            f"{CHART_MINUTES} minutes whose due time the tables hold (see docs/dashboard.md).",
+            (0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300),
+            self.admin.pickup_latencies_since(since),
+        )
+
     def _duration_histogram(self, now: datetime) -> list[str]:
-        bounds = (0.1, 0.5, 1, 5, 30, 60, 300, 1800)
         runs = self.admin.runs_finished_since(now - timedelta(minutes=CHART_MINUTES))
         durations = [
             (r.stop_time - r.start_time).total_seconds()
             for r in runs
             if r.start_time is not None and r.stop_time is not None
         ]
-        name = "taskmill_run_duration_seconds"
-        lines = [
-            f"# HELP {name} Durations of runs that ended in the last {CHART_MINUTES} minutes.",
-            f"# TYPE {name} histogram",
-        ]
-        for bound in bounds:
-            count = sum(1 for d in durations if d <= bound)
-            lines.append(f'{name}_bucket{{le="{bound}"}} {count}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {len(durations)}')
-        lines.append(f"{name}_sum {round(sum(durations), 6)}")
-        lines.append(f"{name}_count {len(durations)}")
-        return lines
+        return _histogram(
+            "taskmill_run_duration_seconds",
+            f"Durations of runs that ended in the last {CHART_MINUTES} minutes.",
+            (0.1, 0.5, 1, 5, 30, 60, 300, 1800),
+            durations,
+        )
+
+
+def _histogram(
+    name: str, help_text: str, bounds: tuple[float, ...], values: list[float]
+) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for bound in bounds:
+        count = sum(1 for v in values if v <= bound)
+        lines.append(f'{name}_bucket{{le="{bound}"}} {count}')
+    lines.append(f'{name}_bucket{{le="+Inf"}} {len(values)}')
+    lines.append(f"{name}_sum {round(sum(values), 6)}")
+    lines.append(f"{name}_count {len(values)}")
+    return lines
 
 
 def _label(value: str) -> str:

@@ -39,7 +39,9 @@ FILTER_PARAMETERS = [
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 
-def openapi_document(task_actions: Sequence[str], worker_actions: Sequence[str]) -> dict[str, Any]:
+def openapi_document(
+    task_actions: Sequence[str], worker_actions: Sequence[str], bulk_actions: Sequence[str]
+) -> dict[str, Any]:
     object_schema = {"type": "object", "additionalProperties": True}
     return {
         "openapi": "3.1.0",
@@ -85,6 +87,30 @@ def openapi_document(task_actions: Sequence[str], worker_actions: Sequence[str])
                         "retry_backoff": {"type": "integer"},
                         "sync_output": {"type": "integer"},
                         "priority": {"type": "integer"},
+                    },
+                },
+                "BulkRequest": {
+                    "type": "object",
+                    "required": ["action", "ids"],
+                    "properties": {
+                        "action": {"enum": list(bulk_actions)},
+                        "ids": {"type": "array", "items": {"type": "integer"}, "maxItems": 500},
+                    },
+                },
+                "BulkResult": {
+                    "type": "object",
+                    "properties": {
+                        "message": {"type": "string"},
+                        "done": {
+                            "type": "object",
+                            "description": "task id -> its clone's id (clone) or itself",
+                            "additionalProperties": {"type": ["integer", "null"]},
+                        },
+                        "refused": {
+                            "type": "object",
+                            "description": "task id -> why the action was refused",
+                            "additionalProperties": {"type": "string"},
+                        },
                     },
                 },
                 "Task": object_schema,
@@ -139,6 +165,40 @@ def openapi_document(task_actions: Sequence[str], worker_actions: Sequence[str])
                     "responses": {"200": _json(_ref("ActionResult")), **ERRORS},
                 }
             },
+            "/api/tasks/bulk": {
+                "post": {
+                    "summary": "apply one task action to each of the given tasks (admin)",
+                    "requestBody": {
+                        "content": {"application/json": {"schema": _ref("BulkRequest")}}
+                    },
+                    "responses": {"200": _json(_ref("BulkResult")), **ERRORS},
+                }
+            },
+            "/api/tasks/{task_id}/output": {
+                "get": {
+                    "summary": "the output of the task's run, streamed while it runs",
+                    "description": (
+                        "Server-sent events (text/event-stream). `run`: a run started "
+                        "({run_id, worker_name, start_time}); `output`: {run_id, append} "
+                        "(text added) or {run_id, replace} (the whole output, when it did "
+                        "not just grow); `end`: {run_id, status, task_status}, after which "
+                        "the server closes the stream. While the task waits to run the "
+                        "stream sends comments to keep the connection open. `run_id` "
+                        "follows one given run instead of the task's next or current one."
+                    ),
+                    "parameters": [
+                        TASK_ID,
+                        {"name": "run_id", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **ERRORS,
+                    },
+                }
+            },
             "/api/tasks/{task_id}": {
                 "get": {
                     "summary": "a task with its schedule and runs",
@@ -153,7 +213,7 @@ def openapi_document(task_actions: Sequence[str], worker_actions: Sequence[str])
             },
             "/api/tasks/{task_id}/{action}": {
                 "post": {
-                    "summary": "a task action (admin)",
+                    "summary": "a task action (admin); clone answers 201 with the new task_id",
                     "parameters": [
                         TASK_ID,
                         {
@@ -163,7 +223,11 @@ def openapi_document(task_actions: Sequence[str], worker_actions: Sequence[str])
                             "schema": {"enum": list(task_actions)},
                         },
                     ],
-                    "responses": {"200": _json(_ref("ActionResult")), **ERRORS},
+                    "responses": {
+                        "200": _json(_ref("ActionResult")),
+                        "201": _json(_ref("ActionResult"), "cloned: task_id is the new task"),
+                        **ERRORS,
+                    },
                 }
             },
             "/api/workers": {

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from taskmill.states import TaskStatus
 from taskmill.store.admin import TaskFilter
+from taskmill.validation import MAX_INT
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -45,6 +46,14 @@ def page_params(params: Any) -> tuple[int | None, int | None, int]:
 
 
 def int_or_none(value: Any) -> int | None:
+    """A whole number that fits the id columns, else None (a bigger one names no row,
+    and the drivers refuse to bind it)."""
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        number = int(value.strip())
+        return number if number <= MAX_INT else None
     return None
+
+
+def is_row_id(value: int) -> bool:
+    """Could a row have this id? (Path parameters are any whole number.)"""
+    return 0 < value <= MAX_INT

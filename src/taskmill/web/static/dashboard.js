@@ -38,8 +38,19 @@ function preCell(text) {
 }
 
 // ------------------------------------------------------------------ overview
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgText(svg, x, y, text, cls) {
+  const el = document.createElementNS(SVG_NS, "text");
+  el.setAttribute("x", String(x));
+  el.setAttribute("y", String(y));
+  el.setAttribute("class", cls || "axis");
+  el.textContent = text;
+  svg.appendChild(el);
+}
+
 function renderChart(svg, buckets) {
-  const NS = "http://www.w3.org/2000/svg";
+  const NS = SVG_NS;
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const max = Math.max(1, ...buckets.map((b) => b.completed + b.failed));
   const width = 600 / buckets.length;
@@ -62,6 +73,43 @@ function renderChart(svg, buckets) {
       }
     );
   });
+  svgText(svg, 4, 12, max + " runs/min");
+  svgText(svg, 4, 118, buckets.length + " min ago");
+  svgText(svg, 560, 118, "now");
+}
+
+// Failed or timed-out runs as a share of the runs that ended, minute by minute; a
+// minute in which nothing ended has no bar (no rate), unlike one with 0 % failures.
+function renderFailureRate(svg, buckets) {
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  const width = 600 / buckets.length;
+  buckets.forEach((b, i) => {
+    const total = b.completed + b.failed;
+    if (!total) return;
+    const rate = b.failed / total;
+    const height = Math.max(1, rate * 100);
+    const rect = document.createElementNS(SVG_NS, "rect");
+    rect.setAttribute("class", rate > 0 ? "failed" : "completed");
+    rect.setAttribute("x", String(i * width + 1));
+    rect.setAttribute("y", String(110 - height));
+    rect.setAttribute("width", String(Math.max(1, width - 2)));
+    rect.setAttribute("height", String(height));
+    const title = document.createElementNS(SVG_NS, "title");
+    title.textContent = Math.round(rate * 100) + "% of " + total + " run(s) failed (" + (buckets.length - i) + " min ago)";
+    rect.appendChild(title);
+    svg.appendChild(rect);
+  });
+  svgText(svg, 4, 12, "100%");
+  svgText(svg, 4, 118, buckets.length + " min ago");
+  svgText(svg, 560, 118, "now");
+  const ended = buckets.reduce((n, b) => n + b.completed + b.failed, 0);
+  const failed = buckets.reduce((n, b) => n + b.failed, 0);
+  const summary = document.getElementById("failure-summary");
+  if (summary) {
+    summary.textContent = ended
+      ? failed + " of " + ended + " run(s) failed in the last hour (" + Math.round((100 * failed) / ended) + "%)"
+      : "no run ended in the last hour";
+  }
 }
 
 function renderOverview(root, data) {
@@ -78,6 +126,8 @@ function renderOverview(root, data) {
   });
   const svg = root.querySelector("#throughput");
   if (svg) renderChart(svg, data.throughput);
+  const rates = root.querySelector("#failure-rate");
+  if (rates) renderFailureRate(rates, data.throughput);
   const rows = new Map();
   root.querySelectorAll("tr[data-worker]").forEach((tr) => rows.set(tr.dataset.worker, tr));
   let changed = rows.size !== data.workers.length;
@@ -96,7 +146,73 @@ function renderOverview(root, data) {
 }
 
 // ---------------------------------------------------------------- task detail
+const ACTIVE = ["QUEUED", "ASSIGNED", "RUNNING"];
+
+// The output of the task's run, pushed by the server (server-sent events) while it
+// runs; written with textContent only, so output that looks like HTML stays text.
+function liveOutput(root) {
+  const section = document.getElementById("live");
+  const pre = document.getElementById("live-output");
+  const state = document.getElementById("live-state");
+  let source = null;
+  let endedRun = null;
+  function open() {
+    if (source || !window.EventSource || !pre) return;
+    section.classList.remove("hidden");
+    source = new EventSource(root.dataset.stream);
+    source.addEventListener("run", (e) => {
+      const d = JSON.parse(e.data);
+      pre.textContent = "";
+      pre.dataset.run = String(d.run_id);
+      state.textContent = "run " + d.run_id + " on " + (d.worker_name || "?") + ", live";
+    });
+    source.addEventListener("output", (e) => {
+      const d = JSON.parse(e.data);
+      if (typeof d.replace === "string") pre.textContent = d.replace;
+      else pre.textContent += d.append;
+      pre.scrollTop = pre.scrollHeight;
+    });
+    source.addEventListener("end", (e) => {
+      const d = JSON.parse(e.data);
+      endedRun = d.run_id;
+      state.textContent = d.run_id === null ? "no run" : "run " + d.run_id + " ended" + (d.status ? ": " + d.status : "");
+      source.close();
+      source = null;
+    });
+    source.addEventListener("error", () => {
+      if (source && source.readyState === EventSource.CLOSED) { state.textContent = "disconnected"; source = null; }
+    });
+  }
+  // called with every poll of the task: a new run of a repeating or requeued task
+  // opens the stream again
+  function follow(task) {
+    if (source || !ACTIVE.includes(task.status)) return;
+    const latest = task.runs.length ? task.runs[0] : null;
+    if (task.status === "RUNNING" && latest && latest.id === endedRun) return;
+    open();
+  }
+  return { open, follow };
+}
+
+function renderGraph(root, dependencies) {
+  if (!dependencies) return;
+  dependencies.nodes.forEach((n) => {
+    const node = root.querySelector('#dep-graph [data-node="' + n.id + '"]');
+    if (!node) return;
+    const status = n.status || "MISSING";
+    const current = node.classList.contains("current") ? " current" : "";
+    node.setAttribute("class", "node status-" + status.toLowerCase() + current);
+    setText(node, '[data-field="node-status"]', status);
+  });
+  dependencies.edges.forEach((e) => {
+    const edge = root.querySelector('#dep-graph [data-edge="' + e.child + "-" + e.parent + '"]');
+    if (edge) edge.setAttribute("class", "edge " + (e.done ? "done" : "waiting"));
+  });
+}
+
 function renderTask(root, task) {
+  renderGraph(root, task.dependencies);
+  if (root.live) root.live.follow(task);
   const badge = root.querySelector('[data-field="status"]');
   if (badge) {
     badge.textContent = task.status;
@@ -177,7 +293,17 @@ document.addEventListener("DOMContentLoaded", () => {
   const overview = document.getElementById("overview");
   if (overview) startPolling(overview, renderOverview);
   const task = document.getElementById("task");
-  if (task) startPolling(task, renderTask);
+  if (task) {
+    task.live = liveOutput(task);
+    if (ACTIVE.includes(task.dataset.status)) task.live.open();
+    startPolling(task, renderTask);
+  }
+  const selectAll = document.getElementById("select-all");
+  if (selectAll) {
+    selectAll.addEventListener("change", () =>
+      document.querySelectorAll('input[name="ids"]').forEach((box) => { box.checked = selectAll.checked; })
+    );
+  }
 });
 
 window.taskmill = { csrfToken };
