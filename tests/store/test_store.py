@@ -260,7 +260,7 @@ def test_claim_order_is_due_time_then_priority_then_id(store: Store) -> None:
     assert claim(store, limit=10) == [early_low, late_high_a, late_high_b, late_low, late_negative]
 
 
-def test_task_without_priority_ranks_as_priority_zero(store: Store) -> None:
+def test_task_web2py_writes_ranks_as_priority_zero(store: Store) -> None:
     due = store.now() - timedelta(minutes=1)
     high = add_task(store, next_run_time=due, priority=5)
     with store.transaction() as conn:  # as web2py writes it: no priority column
@@ -274,22 +274,32 @@ def test_task_without_priority_ranks_as_priority_zero(store: Store) -> None:
         )
     web2py = store.find_task(T.c.uuid == "web2py-1")
     assert web2py is not None
-    assert web2py.priority is None
+    assert web2py.priority == 0  # the column's server default
     low = add_task(store, next_run_time=due, priority=-5)
     assert [claim(store, limit=1) for _ in range(3)] == [[high], [web2py.id], [low]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="priority orders tasks within a claimed batch only: ordering the claim query by it "
-    "makes the database sort the whole backlog on every claim (issue 5 needs an index on it)",
-)
+def test_null_priority_ranks_below_every_priority(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    unset = add_task(store, next_run_time=due, priority=None)
+    lowest = add_task(store, next_run_time=due, priority=-(2**31 - 1))
+    assert [claim(store, limit=1) for _ in range(2)] == [[lowest], [unset]]
+
+
 def test_limited_claim_takes_the_first_in_order(store: Store) -> None:
     now = store.now()
     add_task(store, next_run_time=now - timedelta(minutes=1), priority=100)
     oldest = add_task(store, next_run_time=now - timedelta(minutes=2))
     urgent = add_task(store, next_run_time=now - timedelta(minutes=1), priority=200)
     assert claim(store, limit=2) == [oldest, urgent]
+
+
+def test_priority_orders_the_whole_queue_not_one_batch(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    backlog = [add_task(store, next_run_time=due) for _ in range(30)]
+    urgent = add_task(store, next_run_time=due, priority=1)
+    assert claim(store, limit=1) == [urgent]
+    assert claim(store, limit=30) == backlog
 
 
 def test_claimed_task_is_not_claimed_again(store: Store) -> None:

@@ -46,6 +46,8 @@ from taskmill.errors import ConfigurationError
 from taskmill.lifecycle import Outcome, Settlement
 from taskmill.records import Run, Task, Worker
 from taskmill.schema import (
+    RETIRED_INDEXES,
+    indexes_for,
     metadata,
     scheduler_run,
     scheduler_task,
@@ -69,6 +71,8 @@ W = scheduler_worker
 D = scheduler_task_deps
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: below every priority queue_task accepts: how a NULL priority ranks
+_NULL_PRIORITY = -(2**31)
 _TASK_TIMES = ("start_time", "next_run_time", "stop_time", "last_run_time")
 _RUN_TIMES = ("start_time", "stop_time")
 _WORKER_TIMES = ("first_heartbeat", "last_heartbeat")
@@ -212,15 +216,59 @@ class Store:
 
     # ------------------------------------------------------------------ schema
     def create_tables(self) -> None:
-        """Create missing tables, indexes and taskmill's extra columns; idempotent."""
+        """Create missing tables, indexes and taskmill's extra columns; idempotent.
+
+        Also the migration of databases made by web2py or an earlier taskmill:
+        indexes that were replaced are dropped (a claim index without priority
+        would only slow down every write), and a priority column without a
+        server default gets one, so rows web2py inserts rank as priority 0."""
         existing = set(inspect(self.engine).get_table_names())
         metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
+        self._add_priority_default()
         # create_all skips the indexes of tables that existed (e.g. made by web2py)
         for table in metadata.sorted_tables:
             if table.name in existing:
-                for index in table.indexes:
+                for index in indexes_for(table, self.engine.dialect):
                     index.create(self.engine, checkfirst=True)
+        self._drop_retired_indexes()
+
+    def _drop_retired_indexes(self) -> None:
+        inspector = inspect(self.engine)
+        for table_name, names in RETIRED_INDEXES.items():
+            present = {index["name"] for index in inspector.get_indexes(table_name)}
+            for name in names:
+                if name in present:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(self._drop_index_sql(table_name, name))
+                    log.info("dropped index %s (replaced)", name)
+
+    def _drop_index_sql(self, table: str, name: str) -> str:
+        return f"DROP INDEX {name}"
+
+    def _add_priority_default(self) -> None:
+        column = next(
+            c for c in inspect(self.engine).get_columns(T.name) if c["name"] == "priority"
+        )
+        if column.get("default") is not None:
+            return
+        if self._set_column_default(T.name, "priority", 0):
+            log.info("gave %s.priority the default 0", T.name)
+        # queued rows web2py wrote meanwhile: NULL would rank below every priority
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(T)
+                .where(T.c.status == TaskStatus.QUEUED.value, T.c.priority.is_(None))
+                .values(priority=0)
+            )
+
+    def _set_column_default(self, table: str, column: str, value: int) -> bool:
+        """ALTER a column's server default; False where the database cannot (SQLite)."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {int(value)}"
+            )
+        return True
 
     def _add_missing_columns(self) -> None:
         # Tables created by web2py lack taskmill's extra columns; add them in place.
@@ -426,6 +474,9 @@ class Store:
     def count_due_ahead(self, task: Task) -> int:
         """Due QUEUED tasks of the same group that a worker would claim first."""
         stamp = self._db(task.next_run_time)
+        # NULL ranks below every priority, as in the claim
+        rank = func.coalesce(T.c.priority, _NULL_PRIORITY)
+        mine = _NULL_PRIORITY if task.priority is None else task.priority
         query = (
             select(func.count())
             .select_from(T)
@@ -433,7 +484,10 @@ class Store:
                 DUE,
                 or_(
                     T.c.next_run_time < stamp,
-                    and_(T.c.next_run_time == stamp, T.c.id < task.id),
+                    and_(
+                        T.c.next_run_time == stamp,
+                        or_(rank > mine, and_(rank == mine, T.c.id < task.id)),
+                    ),
                 ),
             )
         )
@@ -1025,15 +1079,25 @@ def _due_clause(*, due_now: bool = True) -> ColumnElement[bool]:
 
 DUE = _due_clause()
 DUE_EXISTS = select(T.c.id).where(DUE).limit(1)
-#: due tasks in exactly the claim index's order: anything more (priority, say)
-#: makes the database sort every due task of a backlog on each claim (55 ms
-#: instead of 0.2 ms with 20,000 tasks queued at one instant)
-DUE_IDS = (
-    select(T.c.id)
-    .where(DUE)
-    .order_by(T.c.next_run_time, T.c.id)
-    .limit(bindparam("due_limit", type_=Integer))
-)
+
+
+def due_ids(priority_order: ColumnElement[Any]) -> Select[Any]:
+    """Due task ids in exactly the claim index's order (see schema.CLAIM_INDEX), so
+    the database reads the first `due_limit` index entries and stops: anything
+    the index does not hold in this order makes it sort every due task of a
+    backlog on each claim (55 ms instead of 0.2 ms with 20,000 tasks queued at one
+    instant). `priority_order` is the dialect's spelling of "higher priority
+    first, NULL lowest"."""
+    return (
+        select(T.c.id)
+        .where(DUE)
+        .order_by(T.c.next_run_time, priority_order, T.c.id)
+        .limit(bindparam("due_limit", type_=Integer))
+    )
+
+
+#: NULL sorts lowest on SQLite and MariaDB/MySQL, so DESC puts it last already
+DUE_IDS = due_ids(T.c.priority.desc())
 #: when the next claimable task falls due: the same conditions as a claim but
 #: the time, so a task held back (by a dependency, say) cannot make an idle
 #: worker wake in a busy loop
@@ -1051,8 +1115,14 @@ def claim_returning(due_ids: Select[Any]) -> Any:
 
 
 def sort_claimed(tasks: list[Task]) -> list[Task]:
-    """Run order of a claimed batch: due first, then higher priority, then older."""
+    """Run order of a claimed batch, the claim's own order: due first, then higher
+    priority (NULL lowest), then older. A batch claimed from several groups (see
+    claim_due_tasks with shares) arrives group by group and is merged here."""
     return sorted(
         tasks,
-        key=lambda t: (t.next_run_time or _EPOCH, -(t.priority or 0), t.id),
+        key=lambda t: (
+            t.next_run_time or _EPOCH,
+            float("inf") if t.priority is None else -t.priority,
+            t.id,
+        ),
     )

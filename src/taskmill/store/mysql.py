@@ -29,6 +29,9 @@ LOCK_WAIT = 30
 class MySQLStore(Store):
     poll_interval = 0.02
 
+    def _drop_index_sql(self, table: str, name: str) -> str:
+        return f"DROP INDEX {name} ON {table}"
+
     def _database_utc_now(self, conn: Connection) -> datetime | None:
         value = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar()
         return value.replace(tzinfo=UTC) if isinstance(value, datetime) else None

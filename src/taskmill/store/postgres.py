@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from taskmill.schema import scheduler_task as T
-from taskmill.store.base import DUE_IDS, Listener, Store, claim_returning
+from taskmill.store.base import Listener, Store, claim_returning, due_ids
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,10 @@ class PostgresListener:
                 os.close(fd)
 
 
-_CLAIM = claim_returning(DUE_IDS.with_for_update(skip_locked=True, of=T))
+#: PostgreSQL sorts NULL first in DESC order; the claim index says NULLS LAST too
+_CLAIM = claim_returning(
+    due_ids(T.c.priority.desc().nulls_last()).with_for_update(skip_locked=True, of=T)
+)
 
 
 class PostgresStore(Store):
