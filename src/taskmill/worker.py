@@ -17,7 +17,7 @@ import selectors
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -31,6 +31,7 @@ from taskmill.errors import (
     DatabaseUnavailable,
 )
 from taskmill.executor import ChildProcess
+from taskmill.groups import GroupShares, parse_groups
 from taskmill.lifecycle import Outcome, Settlement, settle
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
@@ -91,13 +92,18 @@ class Worker:
         app_spec: str,
         *,
         name: str | None = None,
-        group_names: list[str] | None = None,
+        group_names: Sequence[str] | Mapping[str, int] | None = None,
         options: WorkerOptions | None = None,
     ) -> None:
         self.sched = scheduler
         self.store = scheduler.store
         self.name = name or scheduler.default_worker_name()
-        self.groups = group_names or scheduler.group_names
+        if group_names:
+            self.groups, weights = parse_groups(group_names)
+        else:
+            self.groups, weights = scheduler.group_names, scheduler.group_weights
+        #: how claims are split among weighted groups (None: one earliest-first queue)
+        self.shares = GroupShares(weights) if weights is not None else None
         self.options = options or WorkerOptions()
         self.child = ChildProcess(app_spec)
         self.ticker = Ticker(self.store, scheduler.dead_after, self.name)
@@ -391,7 +397,9 @@ class Worker:
             return []
         with self._transaction() as conn:
             self._record(conn)
-            claimed = self.store.claim_due_tasks(conn, self.name, self.groups, limit)
+            claimed = self.store.claim_due_tasks(
+                conn, self.name, self.groups, limit, shares=self.shares
+            )
         return claimed
 
     def flush(self) -> None:

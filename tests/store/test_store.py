@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, text, update
 
 from taskmill import Scheduler
 from taskmill.errors import ConfigurationError
+from taskmill.groups import GroupShares
 from taskmill.lifecycle import Outcome, settle
 from taskmill.records import Run, Task
 from taskmill.schema import scheduler_run, scheduler_task, scheduler_task_deps, scheduler_worker
@@ -300,6 +301,75 @@ def test_priority_orders_the_whole_queue_not_one_batch(store: Store) -> None:
     urgent = add_task(store, next_run_time=due, priority=1)
     assert claim(store, limit=1) == [urgent]
     assert claim(store, limit=30) == backlog
+
+
+def claim_groups(store: Store, shares: GroupShares, limit: int) -> list[str]:
+    """The groups of the tasks one weighted claim took, in claim order."""
+    with store.transaction() as conn:
+        claimed = store.claim_due_tasks(conn, "w1", list(shares.weights), limit, shares=shares)
+    return [t.group_name or "" for t in claimed]
+
+
+def test_weighted_claim_splits_a_batch_by_weight(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    for _ in range(20):
+        add_task(store, group_name="high", next_run_time=due)
+        add_task(store, group_name="low", next_run_time=due)
+    shares = GroupShares({"high": 3, "low": 1})
+    taken = claim_groups(store, shares, 8)
+    assert (taken.count("high"), taken.count("low")) == (6, 2)
+
+
+def test_weighted_claim_gives_an_empty_groups_share_to_the_others(store: Store) -> None:
+    for _ in range(20):
+        add_task(store, group_name="low")
+    add_task(store, group_name="high")
+    shares = GroupShares({"high": 3, "low": 1})
+    assert sorted(claim_groups(store, shares, 8)) == ["high", *["low"] * 7]
+
+
+def test_weighted_claims_of_one_task_follow_the_weights(store: Store) -> None:
+    # a worker of slow tasks claims one at a time: the weights must hold across claims
+    due = store.now() - timedelta(minutes=1)
+    for _ in range(10):
+        add_task(store, group_name="high", next_run_time=due)
+        add_task(store, group_name="low", next_run_time=due)
+    shares = GroupShares({"high": 3, "low": 1})
+    sequence = [group for _ in range(8) for group in claim_groups(store, shares, 1)]
+    assert sequence == ["high", "low", "high", "high", "high", "low", "high", "high"]
+
+
+def test_weighted_group_that_was_idle_banks_no_credit(store: Store) -> None:
+    shares = GroupShares({"high": 3, "low": 1})
+    for _ in range(12):
+        add_task(store, group_name="high")
+    assert [g for _ in range(12) for g in claim_groups(store, shares, 1)] == ["high"] * 12
+    for _ in range(8):
+        add_task(store, group_name="high")
+        add_task(store, group_name="low")
+    # low had nothing for 12 claims: it now gets its share, not 12 claims in a row
+    sequence = [g for _ in range(8) for g in claim_groups(store, shares, 1)]
+    assert sequence.count("low") == 2
+
+
+def test_weighted_claim_keeps_the_claim_order_within_a_group(store: Store) -> None:
+    now = store.now()
+    late = add_task(store, group_name="high", next_run_time=now - timedelta(minutes=1))
+    early = add_task(store, group_name="high", next_run_time=now - timedelta(minutes=2))
+    urgent = add_task(
+        store, group_name="high", next_run_time=now - timedelta(minutes=1), priority=9
+    )
+    add_task(store, group_name="low")
+    with store.transaction() as conn:
+        claimed = store.claim_due_tasks(
+            conn, "w1", ["high", "low"], 2, shares=GroupShares({"high": 1, "low": 1})
+        )
+    assert [t.id for t in claimed if t.group_name == "high"] == [early]
+    with store.transaction() as conn:
+        claimed = store.claim_due_tasks(
+            conn, "w1", ["high", "low"], 2, shares=GroupShares({"high": 5, "low": 1})
+        )
+    assert [t.id for t in claimed] == [urgent, late]
 
 
 def test_claimed_task_is_not_claimed_again(store: Store) -> None:

@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from taskmill.errors import ConfigurationError
+from taskmill.groups import GroupShares
 from taskmill.lifecycle import Outcome, Settlement
 from taskmill.records import Run, Task, Worker
 from taskmill.schema import (
@@ -521,15 +522,44 @@ class Store:
         return from_storage(value, local_time=self.local_time)
 
     def claim_due_tasks(
-        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+        self,
+        conn: Connection,
+        worker_name: str,
+        groups: Sequence[str],
+        limit: int,
+        shares: GroupShares | None = None,
     ) -> list[Task]:
-        """Mark up to `limit` due tasks ASSIGNED to this worker; no two workers get one."""
+        """Mark up to `limit` due tasks ASSIGNED to this worker; no two workers get one.
+
+        With `shares` (weighted groups) the batch is split among the groups by
+        weight, one claim per group: each stays a read of the claim index in its
+        order, so a claim costs the same however many tasks are queued."""
         if limit <= 0:
             return []
+        if shares is None:
+            return sort_claimed(self._claim_from(conn, worker_name, groups, limit))
+        claimed: list[Task] = []
+        open_groups = [g for g in groups if g in shares.weights]
+        idle: list[str] = []
+        while limit > 0 and open_groups:
+            for group, wanted in shares.plan(limit, open_groups):
+                got = self._claim_from(conn, worker_name, [group], wanted)
+                shares.charge(group, len(got))
+                claimed += got
+                limit -= len(got)
+                if len(got) < wanted:  # nothing more due there (or locked by others)
+                    open_groups.remove(group)
+                    idle.append(group)
+        shares.settle(idle)
+        return sort_claimed(claimed)
+
+    def _claim_from(
+        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+    ) -> list[Task]:
         params = self.due_params(groups, limit, worker_name)
         if self.claim_statement is not None:
             rows = conn.execute(self.claim_statement, {"claimer": worker_name, **params}).all()
-            return sort_claimed([self._task(row) for row in rows])
+            return [self._task(row) for row in rows]
         ids = [row.id for row in conn.execute(DUE_IDS.with_for_update(skip_locked=True), params)]
         if not ids:
             return []
@@ -538,8 +568,7 @@ class Store:
             .where(T.c.id.in_(ids))
             .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
         )
-        rows = conn.execute(select(T).where(T.c.id.in_(ids))).all()
-        return sort_claimed([self._task(row) for row in rows])
+        return [self._task(row) for row in conn.execute(select(T).where(T.c.id.in_(ids)))]
 
     def assign_task(self, conn: Connection, task_id: int, worker_name: str) -> bool:
         """Take a task for a foreground run (`taskmill run-task --record`)."""
