@@ -133,6 +133,9 @@ class Worker:
         self._total_at_beat = -1
         self.total = 0
         self.errors = 0
+        #: deadlocks (and lock wait timeouts) the database reported to us; each was
+        #: retried, but a correct claim protocol should see none (see operations.md)
+        self.deadlocks = 0
         self.avg_duration = 0.0
         self._db_failing_since: float | None = None
         self._db_failures = 0
@@ -222,6 +225,7 @@ class Worker:
         """Back off and let the caller retry (the pool reconnects, pre-ping drops
         dead connections); give up once the database failed for db_timeout."""
         now = time.monotonic()
+        self._count_deadlock(exc)
         if self._db_failing_since is None:
             self._db_failing_since = now
         self._db_failures += 1
@@ -278,7 +282,12 @@ class Worker:
         self.store.unregister_worker(self.name)
         self._left = True
         self.store.ring()  # released tasks and, if we were ticker, the role are free
-        log.info("worker %s stopped after %d task(s)", self.name, self.total)
+        log.info(
+            "worker %s stopped after %d task(s), %d deadlock(s)",
+            self.name,
+            self.total,
+            self.deadlocks,
+        )
 
     # ---------------------------------------------------------------- loop
     def loop_once(self) -> None:
@@ -667,10 +676,16 @@ class Worker:
         try:
             return step()
         except _DB_ERRORS as exc:
+            self._count_deadlock(exc)
             log.warning(
                 "worker %s: database error while a task runs: %s", self.name, _describe(exc)
             )
             return None
+
+    def _count_deadlock(self, exc: DBAPIError) -> None:
+        if self.store.is_deadlock(exc):
+            self.deadlocks += 1
+            log.warning("worker %s: DEADLOCK #%d: %s", self.name, self.deadlocks, _describe(exc))
 
     # ------------------------------------------------------------ heartbeat
     def maybe_heartbeat(self) -> None:
@@ -738,6 +753,7 @@ class Worker:
             "status": WorkerStatus.DISABLED.value if self.disabled else WorkerStatus.ACTIVE.value,
             "total": self.total,
             "errors": self.errors,
+            "deadlocks": self.deadlocks,
             "empty_runs": self.empty_runs,
             "queue": len(self.batch),
             "current_task": None if self.current is None else self.current.task.id,

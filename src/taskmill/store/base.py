@@ -205,6 +205,12 @@ class Store:
         """A wake-up source for an idle worker, or None if this backend only polls."""
         return None
 
+    def is_deadlock(self, exc: DBAPIError) -> bool:
+        """Was this error the database breaking a lock cycle (or a lock wait timing
+        out)? Workers retry such a transaction like any database error, but count
+        them apart, so a deadlock never hides among reconnects."""
+        return False
+
     def url_text(self) -> str:
         """The database URL with any password hidden, for messages and logs."""
         return self.engine.url.render_as_string(hide_password=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from taskmill.errors import StoreError
 from taskmill.store.base import Store
@@ -26,8 +27,16 @@ log = logging.getLogger(__name__)
 LOCK_WAIT = 30
 
 
+#: ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT
+_DEADLOCK_CODES = (1213, 1205)
+
+
 class MySQLStore(Store):
     poll_interval = 0.02
+
+    def is_deadlock(self, exc: DBAPIError) -> bool:
+        args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+        return bool(args) and args[0] in _DEADLOCK_CODES
 
     def _drop_index_sql(self, table: str, name: str) -> str:
         return f"DROP INDEX {name} ON {table}"

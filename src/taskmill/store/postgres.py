@@ -129,6 +129,10 @@ class PostgresStore(Store):
         value = conn.execute(text("SELECT clock_timestamp()")).scalar()
         return value.astimezone(UTC) if isinstance(value, datetime) else None
 
+    def is_deadlock(self, exc: DBAPIError) -> bool:
+        # deadlock_detected and lock_not_available (lock_timeout)
+        return getattr(exc.orig, "sqlstate", None) in ("40P01", "55P03")
+
     def wake_in(self, conn: Connection) -> bool:
         conn.execute(_NOTIFY)
         return True
