@@ -126,6 +126,7 @@ class Worker:
         self.commanded = False
         self._ring_after_commit = False
         self._recorded = 0
+        self._last_work = 0.0  # when a claim last found work (for poll_after)
         self.next_beat = 0.0  # the next beat: a heartbeat or a ticker lease renewal
         self._heartbeat_at = 0.0  # the next regular heartbeat
         self._next_round = 0.0  # the ticker's next housekeeping round
@@ -315,6 +316,7 @@ class Worker:
                 self._on_empty()
                 return
             self.batch.extend(claimed)
+            self._last_work = time.monotonic()
         elif self._rung():
             self._drop_taken_from_batch()
         if self.batch:
@@ -344,7 +346,9 @@ class Worker:
         woken, self._woken = self._woken, False
         if self.listener is None:
             return True  # nobody rings on this backend: look before every task
-        return self.listener.drain() > 0 or woken
+        rung = self.listener.drain() > 0 or woken
+        # where rings come only from this host (MariaDB), look before every task
+        return rung or not self.store.wakeups_complete
 
     def _drop_taken_from_batch(self) -> None:
         """Forget claimed tasks that were stopped (or taken) since the claim, so
@@ -359,7 +363,7 @@ class Worker:
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()
-        timeout = min(self.next_beat - now, self.store.poll_interval)
+        timeout = min(self.next_beat - now, self.store.poll_after(now - self._last_work))
         due = self.store.next_due_time(self.groups, self.name)
         if due is not None:
             timeout = min(timeout, (due - self.store.now()).total_seconds())
@@ -372,9 +376,9 @@ class Worker:
         none waits behind a long task that another worker could have taken."""
         if self.stopping or self.disabled or not 0 < self.avg_duration < 0.005:
             return 1
-        if self.listener is None:
-            # nothing rings on this backend (MariaDB/MySQL), so nothing would tell
-            # us to re-check tasks already handed over: hand over one at a time
+        if self.listener is None or not self.store.wakeups_complete:
+            # rings may never come on this backend (MariaDB/MySQL), so nothing would
+            # tell us to re-check tasks already handed over: hand over one at a time
             return 1
         return self.options.pipeline_depth
 

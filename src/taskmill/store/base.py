@@ -116,6 +116,11 @@ class Store:
 
     #: seconds an idle worker waits before looking again when nobody rings it
     poll_interval: float = 0.5
+    #: True where every change that should wake a worker rings its listener (one
+    #: machine for SQLite, NOTIFY for PostgreSQL). False where wake-ups are only a
+    #: same-host shortcut (MariaDB/MySQL): workers then also poll, and re-read
+    #: their claimed batch before each task instead of after a ring
+    wakeups_complete: bool = True
     #: a one-statement UPDATE ... RETURNING claim (see claim_returning), for the
     #: backends that have RETURNING; None: select the due ids, then update them
     claim_statement: Any = None
@@ -188,6 +193,11 @@ class Store:
         """A connection for reads that must not take write locks."""
         with self.engine.connect() as conn:
             yield conn
+
+    def poll_after(self, idle_for: float) -> float:
+        """Seconds an idle worker waits before it looks again, having found nothing
+        for `idle_for` seconds; a fixed safety net where wake-ups are complete."""
+        return self.poll_interval
 
     def ring(self) -> None:
         """Tell idle workers there may be something to do (no-op where they poll)."""
