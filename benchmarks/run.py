@@ -976,10 +976,8 @@ def baseline_pickup(run: Run) -> dict[str, Any]:
         mode, extra, variant = "listen", [], "LISTEN loop (plain INSERT + NOTIFY)"
     else:
         interval = 0.001
-        if backend == "mysql":  # taskmill's shortest interval on MariaDB
-            from taskmill.store.mysql import MySQLStore
-
-            interval = MySQLStore.poll_floor
+        if backend == "mysql":
+            interval = 0.01  # taskmill's shortest interval on MariaDB (MySQLStore.poll_floor)
         mode, extra = "poll", ["--interval", str(interval)]
         variant = f"polling loop, {interval * 1000:.0f} ms (plain INSERT)"
     with fresh(run, "pickup-baseline") as db:

@@ -576,15 +576,20 @@ class Store:
         if self.claim_statement is not None:
             rows = conn.execute(self.claim_statement, {"claimer": worker_name, **params}).all()
             return [self._task(row) for row in rows]
-        ids = [row.id for row in conn.execute(DUE_IDS.with_for_update(skip_locked=True), params)]
-        if not ids:
+        # lock and read the due rows whole, then mark them: two statements, not a
+        # third to read back what the UPDATE changed (we know what it wrote)
+        found = [
+            self._times_from_db(row, _TASK_TIMES) for row in conn.execute(_DUE_ROWS_LOCKED, params)
+        ]
+        if not found:
             return []
         conn.execute(
             update(T)
-            .where(T.c.id.in_(ids))
+            .where(T.c.id.in_([data["id"] for data in found]))
             .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
         )
-        return [self._task(row) for row in conn.execute(select(T).where(T.c.id.in_(ids)))]
+        assigned = {"status": TaskStatus.ASSIGNED.value, "assigned_worker_name": worker_name}
+        return [Task.from_mapping({**data, **assigned}) for data in found]
 
     def assign_task(self, conn: Connection, task_id: int, worker_name: str) -> bool:
         """Take a task for a foreground run (`taskmill run-task --record`)."""
@@ -1143,6 +1148,8 @@ def due_ids(priority_order: ColumnElement[Any]) -> Select[Any]:
 
 #: NULL sorts lowest on SQLite and MariaDB/MySQL, so DESC puts it last already
 DUE_IDS = due_ids(T.c.priority.desc())
+#: the same, whole rows, locked: the claim of backends without UPDATE ... RETURNING
+_DUE_ROWS_LOCKED = DUE_IDS.with_only_columns(*T.c).with_for_update(skip_locked=True)
 #: when the next claimable task falls due: the same conditions as a claim but
 #: the time, so a task held back (by a dependency, say) cannot make an idle
 #: worker wake in a busy loop
