@@ -136,13 +136,32 @@ class JsonText(TypeDecorator[str]):
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
-def Name(length: int) -> Any:
-    """A short string compared exactly: MariaDB/MySQL's default collations ignore
+class ExactName(TypeDecorator[str]):
+    """A short string compared exactly. MariaDB/MySQL's default collations ignore
     case and trailing spaces, so 'MAIN' would match a worker of group 'main' and a
-    uuid 'ABC' would count as a duplicate of 'abc'."""
-    return String(length).with_variant(
-        mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
-    )
+    uuid 'ABC' would count as a duplicate of 'abc'. utf8mb4_bin fixes the case but
+    still pads ('main ' = 'main'); MariaDB has a NO PAD binary collation, chosen
+    here when the server turns out to be MariaDB (SQLAlchemy names both dialects
+    "mysql" on a mysql:// URL). MySQL 8 keeps utf8mb4_bin (its NO PAD
+    utf8mb4_0900_bin is untested here)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            nopad = getattr(dialect, "is_mariadb", False) or dialect.name == "mariadb"
+            collation = "utf8mb4_nopad_bin" if nopad else "utf8mb4_bin"
+            return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=collation))
+        return dialect.type_descriptor(String(self.length))
+
+
+def Name(length: int) -> Any:
+    return ExactName(length)
 
 
 #: MySQL's TEXT stops at 64 kB; results and arguments may be larger

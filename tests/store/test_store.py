@@ -383,17 +383,8 @@ def test_group_names_are_matched_case_sensitively(store: Store) -> None:
     assert claim(store, groups=["main"]) == []
 
 
-def test_group_names_with_trailing_spaces_are_other_groups(
-    store: Store, db_backend: str, request: pytest.FixtureRequest
-) -> None:
-    if db_backend == "mysql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MariaDB/MySQL binary collations still PAD SPACE: 'main ' = 'main' "
-                "(a NO PAD collation differs between MariaDB and MySQL 8)",
-            )
-        )
+def test_group_names_with_trailing_spaces_are_other_groups(store: Store) -> None:
+    # MariaDB: needs the NO PAD collation (utf8mb4_bin pads: 'main ' = 'main')
     add_task(store, group_name="main ")
     assert claim(store, groups=["main"]) == []
 
