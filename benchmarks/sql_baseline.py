@@ -66,7 +66,7 @@ CLAIM = f"""
 UPDATE scheduler_task SET status = 'ASSIGNED', assigned_worker_name = :worker
 WHERE id IN (
     SELECT id FROM scheduler_task WHERE {DUE}
-    ORDER BY next_run_time, id LIMIT :limit
+    ORDER BY next_run_time, priority DESC, id LIMIT :limit
 )
 RETURNING id, function_name, args, vars, period
 """
@@ -99,12 +99,14 @@ def pyformat(sql: str) -> str:
 
 
 PG_CLAIM = pyformat(
-    CLAIM.replace("LIMIT :limit", "LIMIT :limit FOR UPDATE OF scheduler_task SKIP LOCKED")
+    CLAIM.replace("LIMIT :limit", "LIMIT :limit FOR UPDATE OF scheduler_task SKIP LOCKED").replace(
+        "priority DESC", "priority DESC NULLS LAST"
+    )
 )
 MY_CLAIM = pyformat(
     f"""
 SELECT id, function_name, args, vars, period FROM scheduler_task WHERE {DUE}
-ORDER BY next_run_time, id LIMIT :limit FOR UPDATE SKIP LOCKED
+ORDER BY next_run_time, priority DESC, id LIMIT :limit FOR UPDATE SKIP LOCKED
 """
 )
 

@@ -14,7 +14,8 @@ import click
 
 from taskmill.apps import load_app, load_app_with_hooks
 from taskmill.concurrency import Pool
-from taskmill.errors import TaskmillError
+from taskmill.errors import ConfigurationError, TaskmillError
+from taskmill.groups import format_groups, parse_groups, split_cli_groups
 from taskmill.records import Task, TaskReport
 from taskmill.scheduler import Scheduler
 
@@ -103,7 +104,14 @@ def main(ctx: click.Context, log_level: str, local_time: bool) -> None:
 
 @main.command()
 @app_option(required=True)
-@click.option("-g", "--group", "groups", multiple=True, help="group to serve (repeatable)")
+@click.option(
+    "-g",
+    "--group",
+    "groups",
+    multiple=True,
+    help="group to serve (repeatable); NAME:WEIGHT shares claims among groups by weight, "
+    "e.g. -g high:3 -g low:1 or -g high:3,low:1",
+)
 @click.option("-n", "--workers", "count", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--name", help="worker name (default host#pid; -N suffix with -n)")
 @click.option(
@@ -163,6 +171,13 @@ def worker(
     bad = [g for g in groups if not g or "|" in g]
     if bad:
         fail(f"invalid group name(s): {bad}")
+    served: list[str] | None = None
+    if groups:
+        try:
+            names, weights = parse_groups(split_cli_groups(groups))
+        except ConfigurationError as exc:
+            fail(str(exc))
+        served = format_groups(names, weights)
     if count > 1:
         # the workers import the app themselves; importing it here too would
         # only delay their start (a broken app makes each of them exit 2)
@@ -173,7 +188,7 @@ def worker(
             args += ["--concurrency", str(concurrency)]
         if pool is not None:
             args += ["--pool", pool]
-        for group in groups:
+        for group in served or []:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
         sys.exit(Supervisor(args, count, base).run())
@@ -185,9 +200,7 @@ def worker(
         concurrency=concurrency or scheduler.concurrency,
         pool=Pool(pool) if pool else scheduler.pool,
     )
-    runner = create_worker(
-        scheduler, app, name=name, group_names=list(groups) or None, options=options
-    )
+    runner = create_worker(scheduler, app, name=name, group_names=served, options=options)
     sys.exit(runner.run())
 
 

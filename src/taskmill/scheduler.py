@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from taskmill.concurrency import Pool
 from taskmill.errors import ConfigurationError, InvalidReference
 from taskmill.explain import Explanation, explain
+from taskmill.groups import parse_groups
 from taskmill.records import Queued, QueuedMany, Run, Task, TaskReport, Worker, decode_json_text
 from taskmill.schema import Tables, scheduler_task, tables
 from taskmill.states import WorkerStatus
@@ -38,7 +39,7 @@ class Scheduler:
         self,
         db: str | Engine,
         tasks: Mapping[str, Callable[..., Any]] | None = None,
-        group_names: Sequence[str] | None = None,
+        group_names: Sequence[str] | Mapping[str, int] | None = None,
         heartbeat: float = 3,
         max_empty_runs: int = 0,
         discard_results: bool = False,
@@ -52,15 +53,13 @@ class Scheduler:
         for name, function in (tasks or {}).items():
             if not isinstance(name, str) or not callable(function):
                 raise ConfigurationError(f"tasks[{name!r}] must map a name to a function")
-        groups = list(group_names) if group_names is not None else ["main"]
-        if (
-            isinstance(group_names, str)
-            or not groups
-            or not all(isinstance(g, str) and g and "|" not in g for g in groups)
-        ):
+        try:
+            groups, weights = parse_groups(group_names if group_names is not None else ["main"])
+        except ConfigurationError as exc:
             raise ConfigurationError(
-                "group_names must be a non-empty list of names without '|', e.g. ['main']"
-            )
+                "group_names must be a non-empty list of names without '|' (e.g. ['main'],"
+                f" or with weights ['high:3', 'low:1'] or {{'high': 3, 'low': 1}}): {exc}"
+            ) from None
         if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0:
             raise ConfigurationError("heartbeat must be a positive number of seconds")
         if isinstance(max_empty_runs, bool) or not isinstance(max_empty_runs, int):
@@ -74,6 +73,8 @@ class Scheduler:
         registry = tasks if tasks is not None else {}
         self.tasks = cast(dict[str, Callable[..., Any]], registry)
         self.group_names = groups
+        #: None: the groups form one earliest-first queue; else see taskmill.groups
+        self.group_weights = weights
         self.heartbeat = float(heartbeat)
         self.max_empty_runs = max_empty_runs
         self.discard_results = bool(discard_results)

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     cast,
+    literal_column,
 )
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
@@ -135,13 +136,32 @@ class JsonText(TypeDecorator[str]):
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
-def Name(length: int) -> Any:
-    """A short string compared exactly: MariaDB/MySQL's default collations ignore
+class ExactName(TypeDecorator[str]):
+    """A short string compared exactly. MariaDB/MySQL's default collations ignore
     case and trailing spaces, so 'MAIN' would match a worker of group 'main' and a
-    uuid 'ABC' would count as a duplicate of 'abc'."""
-    return String(length).with_variant(
-        mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
-    )
+    uuid 'ABC' would count as a duplicate of 'abc'. utf8mb4_bin fixes the case but
+    still pads ('main ' = 'main'); MariaDB has a NO PAD binary collation, chosen
+    here when the server turns out to be MariaDB (SQLAlchemy names both dialects
+    "mysql" on a mysql:// URL). MySQL 8 keeps utf8mb4_bin (its NO PAD
+    utf8mb4_0900_bin is untested here)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            nopad = getattr(dialect, "is_mariadb", False) or dialect.name == "mariadb"
+            collation = "utf8mb4_nopad_bin" if nopad else "utf8mb4_bin"
+            return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=collation))
+        return dialect.type_descriptor(String(self.length))
+
+
+def Name(length: int) -> Any:
+    return ExactName(length)
 
 
 #: MySQL's TEXT stops at 64 kB; results and arguments may be larger
@@ -177,8 +197,9 @@ scheduler_task = Table(
     Column("times_failed", Integer, default=0),
     Column("last_run_time", Timestamp),
     Column("assigned_worker_name", Name(STRING_LENGTH), default=""),
-    # taskmill extra: breaks ties between tasks due at the same time (higher first)
-    Column("priority", Integer, default=0),
+    # taskmill extra: among tasks due at the same time, higher runs first. The server
+    # default gives rows that web2py writes (it never names the column) priority 0
+    Column("priority", Integer, default=0, server_default="0"),
     # taskmill extra: seconds before the first retry of a failed run, doubled for each
     # further consecutive failure; 0 keeps web2py's rule (retry at start + period)
     Column("retry_backoff", Integer, default=0),
@@ -232,16 +253,60 @@ def _mysql_prefixes(**lengths: int) -> Any:
 
 
 # The claim reads due QUEUED tasks of a group in exactly this order (next_run_time,
-# then id), so it stops after the batch it takes: without the id, PostgreSQL sorted
-# every due task of a backlog on each claim (25 ms at 4,400 due tasks).
-Index(
-    "ix_scheduler_task_due",
-    scheduler_task.c.status,
-    scheduler_task.c.group_name,
-    scheduler_task.c.next_run_time,
-    scheduler_task.c.id,
-    **_mysql_prefixes(status=32, group_name=191),
-)
+# higher priority first, then id), so it stops after the batch it takes: without an
+# index in that order the database sorts every due task of a backlog on each claim
+# (25 ms at 4,400 due tasks on PostgreSQL; 55 ms at 20,000). A NULL priority (a row
+# inserted with an explicit NULL) ranks below every number on every backend: SQLite
+# and MariaDB sort NULL lowest, PostgreSQL needs NULLS LAST in the index and the
+# query alike. Descending index keys need MariaDB >= 10.8 (earlier ones ignore DESC
+# and sort); MySQL 8 has them.
+CLAIM_INDEX = "ix_scheduler_task_claim"
+#: indexes of earlier taskmill versions that `create_tables` drops (the claim index
+#: replaced ix_scheduler_task_due, which had no priority)
+RETIRED_INDEXES = {"scheduler_task": ("ix_scheduler_task_due",)}
+
+
+def _claim_index(priority_order: Any) -> Index:
+    return Index(
+        CLAIM_INDEX,
+        scheduler_task.c.status,
+        scheduler_task.c.group_name,
+        scheduler_task.c.next_run_time,
+        priority_order,
+        scheduler_task.c.id,
+        **_mysql_prefixes(status=32, group_name=191),
+    )
+
+
+def _not_postgresql(
+    ddl: Any,
+    target: Any,
+    bind: Any,
+    tables: Any = None,
+    state: Any = None,
+    *,
+    dialect: Dialect,
+    compiler: Any = None,
+    checkfirst: bool = False,
+) -> bool:
+    return dialect.name != "postgresql"
+
+
+_POSTGRES_CLAIM_INDEX = _claim_index(scheduler_task.c.priority.desc().nulls_last())
+_POSTGRES_CLAIM_INDEX.ddl_if(dialect="postgresql")
+# spelled as text: SQLAlchemy's MySQL dialect cannot combine key prefix lengths with
+# an expression (it would also wrap one in parentheses, a functional key part)
+_OTHER_CLAIM_INDEX = _claim_index(literal_column("priority DESC"))
+_OTHER_CLAIM_INDEX.ddl_if(callable_=_not_postgresql)
+
+
+def indexes_for(table: Table, dialect: Dialect) -> list[Index]:
+    """The table's indexes as `dialect` gets them (create_all applies ddl_if itself;
+    this is for creating the indexes of tables that already exist)."""
+    skip = _OTHER_CLAIM_INDEX if dialect.name == "postgresql" else _POSTGRES_CLAIM_INDEX
+    return [index for index in table.indexes if index is not skip]
+
+
 # The dashboard's task list filtered by status, newest first (keyset on id): without
 # it, "all COMPLETED tasks" sorts every completed row of a large table.
 Index("ix_scheduler_task_status_id", scheduler_task.c.status, scheduler_task.c.id)

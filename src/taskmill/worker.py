@@ -17,7 +17,7 @@ import selectors
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -32,6 +32,7 @@ from taskmill.errors import (
     DatabaseUnavailable,
 )
 from taskmill.executor import ChildProcess
+from taskmill.groups import GroupShares, parse_groups
 from taskmill.lifecycle import Outcome, Settlement, settle
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
@@ -95,13 +96,18 @@ class Worker:
         app_spec: str,
         *,
         name: str | None = None,
-        group_names: list[str] | None = None,
+        group_names: Sequence[str] | Mapping[str, int] | None = None,
         options: WorkerOptions | None = None,
     ) -> None:
         self.sched = scheduler
         self.store = scheduler.store
         self.name = name or scheduler.default_worker_name()
-        self.groups = group_names or scheduler.group_names
+        if group_names:
+            self.groups, weights = parse_groups(group_names)
+        else:
+            self.groups, weights = scheduler.group_names, scheduler.group_weights
+        #: how claims are split among weighted groups (None: one earliest-first queue)
+        self.shares = GroupShares(weights) if weights is not None else None
         self.options = options or WorkerOptions()
         self.child = ChildProcess(app_spec)
         self.ticker = Ticker(self.store, scheduler.dead_after, self.name)
@@ -124,6 +130,7 @@ class Worker:
         self.commanded = False
         self._ring_after_commit = False
         self._recorded = 0
+        self._last_work = 0.0  # when a claim last found work (for poll_after)
         self.next_beat = 0.0  # the next beat: a heartbeat or a ticker lease renewal
         self._heartbeat_at = 0.0  # the next regular heartbeat
         self._next_round = 0.0  # the ticker's next housekeeping round
@@ -131,6 +138,9 @@ class Worker:
         self._total_at_beat = -1
         self.total = 0
         self.errors = 0
+        #: deadlocks (and lock wait timeouts) the database reported to us; each was
+        #: retried, but a correct claim protocol should see none (see operations.md)
+        self.deadlocks = 0
         self.avg_duration = 0.0
         self._db_failing_since: float | None = None
         self._db_failures = 0
@@ -239,6 +249,7 @@ class Worker:
         """Back off and let the caller retry (the pool reconnects, pre-ping drops
         dead connections); give up once the database failed for db_timeout."""
         now = time.monotonic()
+        self._count_deadlock(exc)
         if self._db_failing_since is None:
             self._db_failing_since = now
         self._db_failures += 1
@@ -295,7 +306,12 @@ class Worker:
         self.store.unregister_worker(self.name)
         self._left = True
         self.store.ring()  # released tasks and, if we were ticker, the role are free
-        log.info("worker %s stopped after %d task(s)", self.name, self.total)
+        log.info(
+            "worker %s stopped after %d task(s), %d deadlock(s)",
+            self.name,
+            self.total,
+            self.deadlocks,
+        )
 
     # ---------------------------------------------------------------- loop
     def loop_once(self) -> None:
@@ -323,6 +339,7 @@ class Worker:
                 self._on_empty()
                 return
             self.batch.extend(claimed)
+            self._last_work = time.monotonic()
         elif self._rung():
             self._drop_taken_from_batch()
         if self.batch:
@@ -352,7 +369,9 @@ class Worker:
         woken, self._woken = self._woken, False
         if self.listener is None:
             return True  # nobody rings on this backend: look before every task
-        return self.listener.drain() > 0 or woken
+        rung = self.listener.drain() > 0 or woken
+        # where rings come only from this host (MariaDB), look before every task
+        return rung or not self.store.wakeups_complete
 
     def _drop_taken_from_batch(self) -> None:
         """Forget claimed tasks that were stopped (or taken) since the claim, so
@@ -367,7 +386,7 @@ class Worker:
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()
-        timeout = min(self.next_beat - now, self.store.poll_interval)
+        timeout = min(self.next_beat - now, self.store.poll_after(now - self._last_work))
         due = self.store.next_due_time(self.groups, self.name)
         if due is not None:
             timeout = min(timeout, (due - self.store.now()).total_seconds())
@@ -380,9 +399,9 @@ class Worker:
         none waits behind a long task that another worker could have taken."""
         if self.stopping or self.disabled or not 0 < self.avg_duration < 0.005:
             return 1
-        if self.listener is None:
-            # nothing rings on this backend (MariaDB/MySQL), so nothing would tell
-            # us to re-check tasks already handed over: hand over one at a time
+        if self.listener is None or not self.store.wakeups_complete:
+            # rings may never come on this backend (MariaDB/MySQL), so nothing would
+            # tell us to re-check tasks already handed over: hand over one at a time
             return 1
         return self.options.pipeline_depth
 
@@ -414,7 +433,9 @@ class Worker:
             return []
         with self._transaction(statement=not self.finished) as conn:
             self._record(conn)
-            claimed = self.store.claim_due_tasks(conn, self.name, self.groups, limit)
+            claimed = self.store.claim_due_tasks(
+                conn, self.name, self.groups, limit, shares=self.shares
+            )
         return claimed
 
     def flush(self) -> None:
@@ -687,10 +708,16 @@ class Worker:
         try:
             return step()
         except _DB_ERRORS as exc:
+            self._count_deadlock(exc)
             log.warning(
                 "worker %s: database error while a task runs: %s", self.name, _describe(exc)
             )
             return None
+
+    def _count_deadlock(self, exc: DBAPIError) -> None:
+        if self.store.is_deadlock(exc):
+            self.deadlocks += 1
+            log.warning("worker %s: DEADLOCK #%d: %s", self.name, self.deadlocks, _describe(exc))
 
     # ------------------------------------------------------------ heartbeat
     def maybe_heartbeat(self) -> None:
@@ -758,6 +785,7 @@ class Worker:
             "status": WorkerStatus.DISABLED.value if self.disabled else WorkerStatus.ACTIVE.value,
             "total": self.total,
             "errors": self.errors,
+            "deadlocks": self.deadlocks,
             "empty_runs": self.empty_runs,
             "queue": len(self.batch),
             "current_task": None if self.current is None else self.current.task.id,

@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, text, update
 
 from taskmill import Scheduler
 from taskmill.errors import ConfigurationError
+from taskmill.groups import GroupShares
 from taskmill.lifecycle import Outcome, settle
 from taskmill.records import Run, Task
 from taskmill.schema import scheduler_run, scheduler_task, scheduler_task_deps, scheduler_worker
@@ -260,7 +261,7 @@ def test_claim_order_is_due_time_then_priority_then_id(store: Store) -> None:
     assert claim(store, limit=10) == [early_low, late_high_a, late_high_b, late_low, late_negative]
 
 
-def test_task_without_priority_ranks_as_priority_zero(store: Store) -> None:
+def test_task_web2py_writes_ranks_as_priority_zero(store: Store) -> None:
     due = store.now() - timedelta(minutes=1)
     high = add_task(store, next_run_time=due, priority=5)
     with store.transaction() as conn:  # as web2py writes it: no priority column
@@ -274,22 +275,101 @@ def test_task_without_priority_ranks_as_priority_zero(store: Store) -> None:
         )
     web2py = store.find_task(T.c.uuid == "web2py-1")
     assert web2py is not None
-    assert web2py.priority is None
+    assert web2py.priority == 0  # the column's server default
     low = add_task(store, next_run_time=due, priority=-5)
     assert [claim(store, limit=1) for _ in range(3)] == [[high], [web2py.id], [low]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="priority orders tasks within a claimed batch only: ordering the claim query by it "
-    "makes the database sort the whole backlog on every claim (issue 5 needs an index on it)",
-)
+def test_null_priority_ranks_below_every_priority(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    unset = add_task(store, next_run_time=due, priority=None)
+    lowest = add_task(store, next_run_time=due, priority=-(2**31 - 1))
+    assert [claim(store, limit=1) for _ in range(2)] == [[lowest], [unset]]
+
+
 def test_limited_claim_takes_the_first_in_order(store: Store) -> None:
     now = store.now()
     add_task(store, next_run_time=now - timedelta(minutes=1), priority=100)
     oldest = add_task(store, next_run_time=now - timedelta(minutes=2))
     urgent = add_task(store, next_run_time=now - timedelta(minutes=1), priority=200)
     assert claim(store, limit=2) == [oldest, urgent]
+
+
+def test_priority_orders_the_whole_queue_not_one_batch(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    backlog = [add_task(store, next_run_time=due) for _ in range(30)]
+    urgent = add_task(store, next_run_time=due, priority=1)
+    assert claim(store, limit=1) == [urgent]
+    assert claim(store, limit=30) == backlog
+
+
+def claim_groups(store: Store, shares: GroupShares, limit: int) -> list[str]:
+    """The groups of the tasks one weighted claim took, in claim order."""
+    with store.transaction() as conn:
+        claimed = store.claim_due_tasks(conn, "w1", list(shares.weights), limit, shares=shares)
+    return [t.group_name or "" for t in claimed]
+
+
+def test_weighted_claim_splits_a_batch_by_weight(store: Store) -> None:
+    due = store.now() - timedelta(minutes=1)
+    for _ in range(20):
+        add_task(store, group_name="high", next_run_time=due)
+        add_task(store, group_name="low", next_run_time=due)
+    shares = GroupShares({"high": 3, "low": 1})
+    taken = claim_groups(store, shares, 8)
+    assert (taken.count("high"), taken.count("low")) == (6, 2)
+
+
+def test_weighted_claim_gives_an_empty_groups_share_to_the_others(store: Store) -> None:
+    for _ in range(20):
+        add_task(store, group_name="low")
+    add_task(store, group_name="high")
+    shares = GroupShares({"high": 3, "low": 1})
+    assert sorted(claim_groups(store, shares, 8)) == ["high", *["low"] * 7]
+
+
+def test_weighted_claims_of_one_task_follow_the_weights(store: Store) -> None:
+    # a worker of slow tasks claims one at a time: the weights must hold across claims
+    due = store.now() - timedelta(minutes=1)
+    for _ in range(10):
+        add_task(store, group_name="high", next_run_time=due)
+        add_task(store, group_name="low", next_run_time=due)
+    shares = GroupShares({"high": 3, "low": 1})
+    sequence = [group for _ in range(8) for group in claim_groups(store, shares, 1)]
+    assert sequence == ["high", "low", "high", "high", "high", "low", "high", "high"]
+
+
+def test_weighted_group_that_was_idle_banks_no_credit(store: Store) -> None:
+    shares = GroupShares({"high": 3, "low": 1})
+    for _ in range(12):
+        add_task(store, group_name="high")
+    assert [g for _ in range(12) for g in claim_groups(store, shares, 1)] == ["high"] * 12
+    for _ in range(8):
+        add_task(store, group_name="high")
+        add_task(store, group_name="low")
+    # low had nothing for 12 claims: it now gets its share, not 12 claims in a row
+    sequence = [g for _ in range(8) for g in claim_groups(store, shares, 1)]
+    assert sequence.count("low") == 2
+
+
+def test_weighted_claim_keeps_the_claim_order_within_a_group(store: Store) -> None:
+    now = store.now()
+    late = add_task(store, group_name="high", next_run_time=now - timedelta(minutes=1))
+    early = add_task(store, group_name="high", next_run_time=now - timedelta(minutes=2))
+    urgent = add_task(
+        store, group_name="high", next_run_time=now - timedelta(minutes=1), priority=9
+    )
+    add_task(store, group_name="low")
+    with store.transaction() as conn:
+        claimed = store.claim_due_tasks(
+            conn, "w1", ["high", "low"], 2, shares=GroupShares({"high": 1, "low": 1})
+        )
+    assert [t.id for t in claimed if t.group_name == "high"] == [early]
+    with store.transaction() as conn:
+        claimed = store.claim_due_tasks(
+            conn, "w1", ["high", "low"], 2, shares=GroupShares({"high": 5, "low": 1})
+        )
+    assert [t.id for t in claimed] == [urgent, late]
 
 
 def test_claimed_task_is_not_claimed_again(store: Store) -> None:
@@ -303,17 +383,8 @@ def test_group_names_are_matched_case_sensitively(store: Store) -> None:
     assert claim(store, groups=["main"]) == []
 
 
-def test_group_names_with_trailing_spaces_are_other_groups(
-    store: Store, db_backend: str, request: pytest.FixtureRequest
-) -> None:
-    if db_backend == "mysql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MariaDB/MySQL binary collations still PAD SPACE: 'main ' = 'main' "
-                "(a NO PAD collation differs between MariaDB and MySQL 8)",
-            )
-        )
+def test_group_names_with_trailing_spaces_are_other_groups(store: Store) -> None:
+    # MariaDB: needs the NO PAD collation (utf8mb4_bin pads: 'main ' = 'main')
     add_task(store, group_name="main ")
     assert claim(store, groups=["main"]) == []
 

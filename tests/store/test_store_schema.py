@@ -199,7 +199,7 @@ def test_create_tables_is_idempotent(bare_store: Store) -> None:
 def test_create_tables_makes_the_claim_index(bare_store: Store) -> None:
     bare_store.create_tables()
     indexes = {i["name"] for i in sa.inspect(bare_store.engine).get_indexes("scheduler_task")}
-    assert {"ix_scheduler_task_due", "ix_scheduler_task_worker"} <= indexes
+    assert {"ix_scheduler_task_claim", "ix_scheduler_task_worker"} <= indexes
 
 
 def create_web2py_task_table(store: Store, backend: str) -> None:
@@ -237,7 +237,7 @@ def test_web2py_table_gets_taskmills_indexes(bare_store: Store, db_backend: str)
     create_web2py_task_table(bare_store, db_backend)
     bare_store.create_tables()
     indexes = {i["name"] for i in sa.inspect(bare_store.engine).get_indexes("scheduler_task")}
-    assert {"ix_scheduler_task_due", "ix_scheduler_task_worker"} <= indexes
+    assert {"ix_scheduler_task_claim", "ix_scheduler_task_worker"} <= indexes
 
 
 def test_create_tables_on_a_web2py_table_is_idempotent(bare_store: Store, db_backend: str) -> None:
@@ -258,6 +258,65 @@ def test_web2py_row_is_read_and_claimed(bare_store: Store, db_backend: str) -> N
         claimed = bare_store.claim_due_tasks(conn, "w1", ["main"], 10)
     assert [t.uuid for t in claimed] == ["web2py-1"]
     assert claimed[0].status == "ASSIGNED"
+
+
+def create_earlier_taskmill_table(store: Store, backend: str) -> None:
+    """scheduler_task as taskmill made it before the claim index held priority: a
+    priority column without a server default and the old ix_scheduler_task_due."""
+    create_web2py_task_table(store, backend)
+    prefix = "(32)" if backend == "mysql" else ""
+    group_prefix = "(191)" if backend == "mysql" else ""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE scheduler_task ADD COLUMN priority INTEGER")
+        conn.exec_driver_sql(
+            "ALTER TABLE scheduler_task ADD COLUMN retry_backoff INTEGER DEFAULT 0"
+        )
+        conn.exec_driver_sql(
+            f"CREATE INDEX ix_scheduler_task_due ON scheduler_task (status{prefix},"
+            f" group_name{group_prefix}, next_run_time, id)"
+        )
+
+
+def test_migration_replaces_the_claim_index(bare_store: Store, db_backend: str) -> None:
+    create_earlier_taskmill_table(bare_store, db_backend)
+    bare_store.create_tables()
+    indexes = {
+        i["name"]: i["column_names"]
+        for i in sa.inspect(bare_store.engine).get_indexes("scheduler_task")
+    }
+    assert "ix_scheduler_task_due" not in indexes
+    assert indexes["ix_scheduler_task_claim"] == [
+        "status",
+        "group_name",
+        "next_run_time",
+        "priority",
+        "id",
+    ]
+
+
+def test_migration_gives_queued_tasks_without_priority_priority_zero(
+    bare_store: Store, db_backend: str
+) -> None:
+    create_earlier_taskmill_table(bare_store, db_backend)
+    assert raw(bare_store, "SELECT priority FROM scheduler_task") == [(None,)]
+    bare_store.create_tables()
+    assert raw(bare_store, "SELECT priority FROM scheduler_task") == [(0,)]
+
+
+def test_migration_gives_priority_a_default_where_the_database_can(
+    bare_store: Store, db_backend: str
+) -> None:
+    create_earlier_taskmill_table(bare_store, db_backend)
+    bare_store.create_tables()
+    with bare_store.engine.begin() as conn:  # web2py's INSERT names only its own columns
+        conn.execute(
+            sa.text(WEB2PY_ROW.replace("web2py-1", "web2py-2")), {"start": datetime(2020, 1, 1)}
+        )
+    # SQLite cannot ALTER a column's default: such a row keeps NULL (ranked lowest)
+    expected = None if db_backend == "sqlite" else 0
+    assert raw(bare_store, "SELECT priority FROM scheduler_task WHERE uuid = 'web2py-2'") == [
+        (expected,)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -334,3 +334,9 @@ def test_module_entry_point_exits_non_zero_on_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--app must look like 'package.module:object'" in result.stderr
+
+
+def test_worker_refuses_a_zero_group_weight(runner: CliRunner, app: str) -> None:
+    result = invoke(runner, "worker", "--app", f"{app}:sched", "-g", "high:3,low:0")
+    assert result.exit_code == 2
+    assert "weight must be an integer from 1 to 1000" in result.stderr

@@ -190,3 +190,22 @@ def test_disposed_sqlite_store_leaves_no_socket_open(
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     assert [leak for leak in leaks if "socket" in repr(leak.object)] == []
+
+
+def test_mariadb_poll_interval_grows_with_idle_time_up_to_its_cap() -> None:
+    from sqlalchemy import create_engine
+
+    from taskmill.store.mysql import MySQLStore
+
+    store = MySQLStore(create_engine("mysql+pymysql://root@127.0.0.1:3306/nothing"))
+    try:
+        assert [store.poll_after(t) for t in (0.0, 0.04, 0.2, 1.0, 60.0)] == [
+            0.01,
+            0.01,
+            0.05,
+            0.25,
+            0.25,
+        ]
+        assert store.wakeups_complete is False
+    finally:
+        store.dispose()

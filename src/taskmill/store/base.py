@@ -44,9 +44,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from taskmill.errors import ConfigurationError
+from taskmill.groups import GroupShares
 from taskmill.lifecycle import Outcome, Settlement
 from taskmill.records import Run, Task, Worker
 from taskmill.schema import (
+    RETIRED_INDEXES,
+    indexes_for,
     metadata,
     scheduler_run,
     scheduler_task,
@@ -70,6 +73,8 @@ W = scheduler_worker
 D = scheduler_task_deps
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: below every priority queue_task accepts: how a NULL priority ranks
+_NULL_PRIORITY = -(2**31)
 TASK_TIMES = ("start_time", "next_run_time", "stop_time", "last_run_time")
 _RUN_TIMES = ("start_time", "stop_time")
 _WORKER_TIMES = ("first_heartbeat", "last_heartbeat")
@@ -112,6 +117,11 @@ class Store:
 
     #: seconds an idle worker waits before looking again when nobody rings it
     poll_interval: float = 0.5
+    #: True where every change that should wake a worker rings its listener (one
+    #: machine for SQLite, NOTIFY for PostgreSQL). False where wake-ups are only a
+    #: same-host shortcut (MariaDB/MySQL): workers then also poll, and re-read
+    #: their claimed batch before each task instead of after a ring
+    wakeups_complete: bool = True
     #: a one-statement UPDATE ... RETURNING claim (see claim_returning), for the
     #: backends that have RETURNING; None: select the due ids, then update them
     claim_statement: Any = None
@@ -190,6 +200,11 @@ class Store:
         with self.engine.connect() as conn:
             yield conn
 
+    def poll_after(self, idle_for: float) -> float:
+        """Seconds an idle worker waits before it looks again, having found nothing
+        for `idle_for` seconds; a fixed safety net where wake-ups are complete."""
+        return self.poll_interval
+
     def ring(self) -> None:
         """Tell idle workers there may be something to do (no-op where they poll)."""
 
@@ -206,6 +221,12 @@ class Store:
         """A wake-up source for an idle worker, or None if this backend only polls."""
         return None
 
+    def is_deadlock(self, exc: DBAPIError) -> bool:
+        """Was this error the database breaking a lock cycle (or a lock wait timing
+        out)? Workers retry such a transaction like any database error, but count
+        them apart, so a deadlock never hides among reconnects."""
+        return False
+
     def url_text(self) -> str:
         """The database URL with any password hidden, for messages and logs."""
         return self.engine.url.render_as_string(hide_password=True)
@@ -218,15 +239,59 @@ class Store:
 
     # ------------------------------------------------------------------ schema
     def create_tables(self) -> None:
-        """Create missing tables, indexes and taskmill's extra columns; idempotent."""
+        """Create missing tables, indexes and taskmill's extra columns; idempotent.
+
+        Also the migration of databases made by web2py or an earlier taskmill:
+        indexes that were replaced are dropped (a claim index without priority
+        would only slow down every write), and a priority column without a
+        server default gets one, so rows web2py inserts rank as priority 0."""
         existing = set(inspect(self.engine).get_table_names())
         metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
+        self._add_priority_default()
         # create_all skips the indexes of tables that existed (e.g. made by web2py)
         for table in metadata.sorted_tables:
             if table.name in existing:
-                for index in table.indexes:
+                for index in indexes_for(table, self.engine.dialect):
                     index.create(self.engine, checkfirst=True)
+        self._drop_retired_indexes()
+
+    def _drop_retired_indexes(self) -> None:
+        inspector = inspect(self.engine)
+        for table_name, names in RETIRED_INDEXES.items():
+            present = {index["name"] for index in inspector.get_indexes(table_name)}
+            for name in names:
+                if name in present:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(self._drop_index_sql(table_name, name))
+                    log.info("dropped index %s (replaced)", name)
+
+    def _drop_index_sql(self, table: str, name: str) -> str:
+        return f"DROP INDEX {name}"
+
+    def _add_priority_default(self) -> None:
+        column = next(
+            c for c in inspect(self.engine).get_columns(T.name) if c["name"] == "priority"
+        )
+        if column.get("default") is not None:
+            return
+        if self._set_column_default(T.name, "priority", 0):
+            log.info("gave %s.priority the default 0", T.name)
+        # queued rows web2py wrote meanwhile: NULL would rank below every priority
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(T)
+                .where(T.c.status == TaskStatus.QUEUED.value, T.c.priority.is_(None))
+                .values(priority=0)
+            )
+
+    def _set_column_default(self, table: str, column: str, value: int) -> bool:
+        """ALTER a column's server default; False where the database cannot (SQLite)."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {int(value)}"
+            )
+        return True
 
     def _add_missing_columns(self) -> None:
         # Tables created by web2py lack taskmill's extra columns; add them in place.
@@ -451,6 +516,9 @@ class Store:
     def count_due_ahead(self, task: Task) -> int:
         """Due QUEUED tasks of the same group that a worker would claim first."""
         stamp = self._db(task.next_run_time)
+        # NULL ranks below every priority, as in the claim
+        rank = func.coalesce(T.c.priority, _NULL_PRIORITY)
+        mine = _NULL_PRIORITY if task.priority is None else task.priority
         query = (
             select(func.count())
             .select_from(T)
@@ -458,7 +526,10 @@ class Store:
                 DUE,
                 or_(
                     T.c.next_run_time < stamp,
-                    and_(T.c.next_run_time == stamp, T.c.id < task.id),
+                    and_(
+                        T.c.next_run_time == stamp,
+                        or_(rank > mine, and_(rank == mine, T.c.id < task.id)),
+                    ),
                 ),
             )
         )
@@ -492,25 +563,58 @@ class Store:
         return from_storage(value, local_time=self.local_time)
 
     def claim_due_tasks(
-        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+        self,
+        conn: Connection,
+        worker_name: str,
+        groups: Sequence[str],
+        limit: int,
+        shares: GroupShares | None = None,
     ) -> list[Task]:
-        """Mark up to `limit` due tasks ASSIGNED to this worker; no two workers get one."""
+        """Mark up to `limit` due tasks ASSIGNED to this worker; no two workers get one.
+
+        With `shares` (weighted groups) the batch is split among the groups by
+        weight, one claim per group: each stays a read of the claim index in its
+        order, so a claim costs the same however many tasks are queued."""
         if limit <= 0:
             return []
+        if shares is None:
+            return sort_claimed(self._claim_from(conn, worker_name, groups, limit))
+        claimed: list[Task] = []
+        open_groups = [g for g in groups if g in shares.weights]
+        idle: list[str] = []
+        while limit > 0 and open_groups:
+            for group, wanted in shares.plan(limit, open_groups):
+                got = self._claim_from(conn, worker_name, [group], wanted)
+                shares.charge(group, len(got))
+                claimed += got
+                limit -= len(got)
+                if len(got) < wanted:  # nothing more due there (or locked by others)
+                    open_groups.remove(group)
+                    idle.append(group)
+        shares.settle(idle)
+        return sort_claimed(claimed)
+
+    def _claim_from(
+        self, conn: Connection, worker_name: str, groups: Sequence[str], limit: int
+    ) -> list[Task]:
         params = self.due_params(groups, limit, worker_name)
         if self.claim_statement is not None:
             rows = conn.execute(self.claim_statement, {"claimer": worker_name, **params}).all()
-            return sort_claimed([self._task(row) for row in rows])
-        ids = [row.id for row in conn.execute(DUE_IDS.with_for_update(skip_locked=True), params)]
-        if not ids:
+            return [self._task(row) for row in rows]
+        # lock and read the due rows whole, then mark them: two statements, not a
+        # third to read back what the UPDATE changed (we know what it wrote)
+        found = [
+            self._times_from_db(row, TASK_TIMES) for row in conn.execute(_DUE_ROWS_LOCKED, params)
+        ]
+        if not found:
             return []
         conn.execute(
             update(T)
-            .where(T.c.id.in_(ids))
+            .where(T.c.id.in_([data["id"] for data in found]))
             .values(status=TaskStatus.ASSIGNED.value, assigned_worker_name=worker_name)
         )
-        rows = conn.execute(select(T).where(T.c.id.in_(ids))).all()
-        return sort_claimed([self._task(row) for row in rows])
+        assigned = {"status": TaskStatus.ASSIGNED.value, "assigned_worker_name": worker_name}
+        return [Task.from_mapping({**data, **assigned}) for data in found]
 
     def assign_task(self, conn: Connection, task_id: int, worker_name: str) -> bool:
         """Take a task for a foreground run (`taskmill run-task --record`)."""
@@ -1050,15 +1154,27 @@ def _due_clause(*, due_now: bool = True) -> ColumnElement[bool]:
 
 DUE = _due_clause()
 DUE_EXISTS = select(T.c.id).where(DUE).limit(1)
-#: due tasks in exactly the claim index's order: anything more (priority, say)
-#: makes the database sort every due task of a backlog on each claim (55 ms
-#: instead of 0.2 ms with 20,000 tasks queued at one instant)
-DUE_IDS = (
-    select(T.c.id)
-    .where(DUE)
-    .order_by(T.c.next_run_time, T.c.id)
-    .limit(bindparam("due_limit", type_=Integer))
-)
+
+
+def due_ids(priority_order: ColumnElement[Any]) -> Select[Any]:
+    """Due task ids in exactly the claim index's order (see schema.CLAIM_INDEX), so
+    the database reads the first `due_limit` index entries and stops: anything
+    the index does not hold in this order makes it sort every due task of a
+    backlog on each claim (55 ms instead of 0.2 ms with 20,000 tasks queued at one
+    instant). `priority_order` is the dialect's spelling of "higher priority
+    first, NULL lowest"."""
+    return (
+        select(T.c.id)
+        .where(DUE)
+        .order_by(T.c.next_run_time, priority_order, T.c.id)
+        .limit(bindparam("due_limit", type_=Integer))
+    )
+
+
+#: NULL sorts lowest on SQLite and MariaDB/MySQL, so DESC puts it last already
+DUE_IDS = due_ids(T.c.priority.desc())
+#: the same, whole rows, locked: the claim of backends without UPDATE ... RETURNING
+_DUE_ROWS_LOCKED = DUE_IDS.with_only_columns(*T.c).with_for_update(skip_locked=True)
 #: when the next claimable task falls due: the same conditions as a claim but
 #: the time, so a task held back (by a dependency, say) cannot make an idle
 #: worker wake in a busy loop
@@ -1076,8 +1192,14 @@ def claim_returning(due_ids: Select[Any]) -> Any:
 
 
 def sort_claimed(tasks: list[Task]) -> list[Task]:
-    """Run order of a claimed batch: due first, then higher priority, then older."""
+    """Run order of a claimed batch, the claim's own order: due first, then higher
+    priority (NULL lowest), then older. A batch claimed from several groups (see
+    claim_due_tasks with shares) arrives group by group and is merged here."""
     return sorted(
         tasks,
-        key=lambda t: (t.next_run_time or _EPOCH, -(t.priority or 0), t.id),
+        key=lambda t: (
+            t.next_run_time or _EPOCH,
+            float("inf") if t.priority is None else -t.priority,
+            t.id,
+        ),
     )

@@ -1,10 +1,16 @@
-"""MariaDB / MySQL: SKIP LOCKED claims and polling.
+"""MariaDB / MySQL: SKIP LOCKED claims, same-host doorbells and adaptive polling.
 
-There is no NOTIFY, so an idle worker polls with a cheap indexed query every
-20 ms (poll_interval), and re-reads its claimed batch before each task so that
-stop_task still keeps an ASSIGNED task from starting. Claims lock
-the due rows they read with FOR UPDATE SKIP LOCKED (MariaDB >= 10.6, MySQL 8),
-so concurrent workers skip each other's rows instead of waiting on them.
+There is no NOTIFY. Processes on one machine wake each other through the same
+Unix-socket doorbells as the SQLite store (doorbell.py), keyed by the server and
+database: a task queued there is picked up within a millisecond or two. Changes
+made on other machines are found by polling with a cheap indexed query, at an
+interval that adapts: 10 ms right after work, growing with the idle time (a
+quarter of it) up to 250 ms, so a busy queue is served at once and an idle
+worker costs the server four queries a second. Because a ring may never come,
+a worker re-reads its claimed batch before each task, so that stop_task still
+keeps an ASSIGNED task from starting. Claims lock the due rows they read with
+FOR UPDATE SKIP LOCKED (MariaDB >= 10.6, MySQL 8), so concurrent workers skip
+each other's rows instead of waiting on them.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from taskmill.errors import StoreError
-from taskmill.store.base import Store
+from taskmill.store.base import Listener, Store
+from taskmill.store.doorbell import Doorbell
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +34,41 @@ log = logging.getLogger(__name__)
 LOCK_WAIT = 30
 
 
+#: ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT
+_DEADLOCK_CODES = (1213, 1205)
+
+
 class MySQLStore(Store):
-    poll_interval = 0.02
+    #: the longest an idle worker waits between looks (see poll_after)
+    poll_interval = 0.25
+    #: the shortest: right after work, when more is likely to follow
+    poll_floor = 0.01
+    wakeups_complete = False
+
+    def __init__(self, engine: Engine, *, local_time: bool = False) -> None:
+        super().__init__(engine, local_time=local_time)
+        url = engine.url
+        self.doorbell = Doorbell(f"mysql://{url.host}:{url.port or 3306}/{url.database}")
+
+    def poll_after(self, idle_for: float) -> float:
+        return min(self.poll_interval, max(self.poll_floor, idle_for / 4))
+
+    def ring(self) -> None:
+        self.doorbell.ring()
+
+    def listen(self, worker_name: str) -> Listener | None:
+        return self.doorbell.listen(worker_name)
+
+    def dispose(self) -> None:
+        self.doorbell.close()
+        super().dispose()
+
+    def is_deadlock(self, exc: DBAPIError) -> bool:
+        args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+        return bool(args) and args[0] in _DEADLOCK_CODES
+
+    def _drop_index_sql(self, table: str, name: str) -> str:
+        return f"DROP INDEX {name} ON {table}"
 
     def _database_utc_now(self, conn: Connection) -> datetime | None:
         value = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar()

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from taskmill.schema import scheduler_task as T
-from taskmill.store.base import DUE_IDS, TASK_TIMES, Listener, Store, claim_returning
+from taskmill.store.base import TASK_TIMES, Listener, Store, claim_returning, due_ids
 from taskmill.timing import to_storage
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,10 @@ class PostgresListener:
                 os.close(fd)
 
 
-_CLAIM = claim_returning(DUE_IDS.with_for_update(skip_locked=True, of=T))
+#: PostgreSQL sorts NULL first in DESC order; the claim index says NULLS LAST too
+_CLAIM = claim_returning(
+    due_ids(T.c.priority.desc().nulls_last()).with_for_update(skip_locked=True, of=T)
+)
 
 
 class PostgresStore(Store):
@@ -162,6 +165,10 @@ class PostgresStore(Store):
     def _database_utc_now(self, conn: Connection) -> datetime | None:
         value = conn.execute(text("SELECT clock_timestamp()")).scalar()
         return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+    def is_deadlock(self, exc: DBAPIError) -> bool:
+        # deadlock_detected and lock_not_available (lock_timeout)
+        return getattr(exc.orig, "sqlstate", None) in ("40P01", "55P03")
 
     def wake_in(self, conn: Connection) -> bool:
         conn.execute(_NOTIFY)

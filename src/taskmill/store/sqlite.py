@@ -150,6 +150,11 @@ class SQLiteStore(Store):
     def sync_clock(self) -> None:
         pass
 
+    def _set_column_default(self, table: str, column: str, value: int) -> bool:
+        # SQLite cannot change a column's default without rebuilding the table;
+        # rows web2py inserts there keep a NULL priority (ranked lowest)
+        return False
+
     def _lock_workers(self, conn: Connection) -> None:
         pass  # BEGIN IMMEDIATE already serialises every write transaction
 
