@@ -35,6 +35,11 @@ Workloads (sizes of a full run; --quick uses smaller ones; see FULL and QUICK):
            20,000 due at once, and (PostgreSQL) with a partial index WHERE status =
            'QUEUED'. The claim's plan (EXPLAIN ANALYZE) is written to
            benchmarks/profiles/claim-plan-<backend>.txt.
+  sleep    (issue 9) 2,000 tasks that each wait 25 ms, 2 worker processes (`taskmill
+           worker -n 2 --concurrency N --pool P`): a process pool of 8 slots (a plain
+           function), 50 threads (a @thread_safe function), 50 coroutines (@thread_safe
+           async def), and (full runs) one at a time, as a web2py worker; then the no-op
+           drain through a process pool of 8, to compare with the one-slot no-op drain.
 
 A quick run has smaller sizes and leaves out the variants (small result, one instant,
 --prefetch, claim with a backlog or a partial index).
@@ -165,6 +170,13 @@ QUICK = {
 }
 
 # (target, result id, figure, goal, unit); "x" is a growth factor (lower is better)
+#: issue 9: 2,000 tasks of 25 ms, 2 worker processes (steady state: from start includes
+#: the start of every worker and child, a second or more for a 1-2 s drain)
+SLEEP_TARGETS: list[tuple[str, str, str, float, str]] = [
+    ("sleep 25 ms, threads", "sleep-threads-taskmill", "tasks_per_s_steady", 1500, "tasks/s"),
+    ("sleep 25 ms, async", "sleep-async-taskmill", "tasks_per_s_steady", 1500, "tasks/s"),
+    ("sleep 25 ms, processes x8", "sleep-processes-taskmill", "tasks_per_s_steady", 400, "tasks/s"),
+]
 TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
     "sqlite": [
         (
@@ -178,6 +190,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
         ("idle pickup latency p50", "pickup-taskmill", "p50_ms", 10.0, "ms"),
         ("idle pickup latency p99", "pickup-taskmill", "p99_ms", 25.0, "ms"),
         ("claim cost flat (largest table / 1,000 rows)", "claim-taskmill", "growth", 2.0, "x"),
+        *SLEEP_TARGETS,
     ],
     "postgres": [
         ("enqueue, queue_task one by one", "enqueue-one-by-one", "tasks_per_s", 3e3, "tasks/s"),
@@ -200,6 +213,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
         ("idle pickup latency p50", "pickup-taskmill", "p50_ms", 3.0, "ms"),
         ("idle pickup latency p99", "pickup-taskmill", "p99_ms", 10.0, "ms"),
         ("claim cost flat (largest table / 1,000 rows)", "claim-taskmill", "growth", 2.0, "x"),
+        *SLEEP_TARGETS,
     ],
     "mysql": [
         ("idle pickup latency p50", "pickup-taskmill", "p50_ms", 25.0, "ms"),
@@ -1681,6 +1695,20 @@ SUMMARY_ROWS = [
     ("idle pickup p50, ms", "pickup-taskmill", "p50_ms", 2),
     ("idle pickup p99, ms", "pickup-taskmill", "p99_ms", 2),
     ("claim cost growth, largest table / 1,000 rows", "claim-taskmill", "growth", 2),
+    (
+        "sleep 25 ms, processes x8, steady tasks/s",
+        "sleep-processes-taskmill",
+        "tasks_per_s_steady",
+        0,
+    ),
+    ("sleep 25 ms, threads, steady tasks/s", "sleep-threads-taskmill", "tasks_per_s_steady", 0),
+    ("sleep 25 ms, async, steady tasks/s", "sleep-async-taskmill", "tasks_per_s_steady", 0),
+    (
+        "sleep 25 ms, one at a time, steady tasks/s",
+        "sleep-one-at-a-time-taskmill",
+        "tasks_per_s_steady",
+        0,
+    ),
 ]
 
 

@@ -124,7 +124,7 @@ def _worker_reasons(scheduler: Scheduler, task: Task, *, due: bool) -> list[str]
         return [f"no live worker of group {group!r} has function {task.function_name!r} registered"]
     if not due:
         return []
-    busy = [w for w in capable if (w.worker_stats or {}).get("current_task") is not None]
+    busy = [w for w in capable if _all_slots_busy(w)]
     if len(busy) == len(capable):
         ahead = scheduler.store.count_due_ahead(task)
         return [f"all {len(capable)} worker(s) are busy; {ahead} due task(s) are ahead of it"]
@@ -132,6 +132,16 @@ def _worker_reasons(scheduler: Scheduler, task: Task, *, due: bool) -> list[str]
 
 
 _NOT_TAKING = (WorkerStatus.DISABLED.value, WorkerStatus.TERMINATE.value, WorkerStatus.KILL.value)
+
+
+def _all_slots_busy(worker: Worker) -> bool:
+    """A worker with `--concurrency N` is busy only when all N slots are."""
+    stats = worker.worker_stats or {}
+    running = stats.get("current_tasks")
+    slots = stats.get("concurrency")
+    if isinstance(running, list) and isinstance(slots, int):
+        return len(running) >= slots
+    return stats.get("current_task") is not None
 
 
 def _can_run(worker: Worker, function_name: str) -> bool:

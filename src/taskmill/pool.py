@@ -11,11 +11,13 @@ since a task that was not declared safe must never run in a thread.
 One loop, in one thread, does everything the single-slot worker (worker.py) does,
 for every slot at once: it claims only as many tasks as there are free slots (so
 no task waits claimed behind a busy slot while another worker idles), writes
-results in the transaction that claims the next tasks, marks a run RUNNING after
-`mark_running_after`, re-reads long runs for stop_task, enforces each run's
-timeout, and on a graceful stop waits for every slot. Claims are coalesced: with
-tasks running, it claims once half of the slots are free or `claim_window` has
-passed, so that short tasks do not cost a transaction each.
+results in the transaction that claims the next tasks (or within `claim_window`),
+marks a run RUNNING after `mark_running_after`, re-reads long runs for stop_task,
+enforces each run's timeout, and on a graceful stop waits for every slot. Claims
+are coalesced: with tasks running, it claims once half of the slots are free or
+`claim_window` has passed, so that short tasks do not cost a transaction each;
+for millisecond tasks it claims about `claim_window` of work beyond its free
+slots, as the one-slot worker does.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class PoolWorker(Worker):
         self._last_claim = 0.0
         self._last_write = 0.0
         self._recheck_batch = False
-        self._flush_now = False  # a long run ended: write it after this round of events
+        self._flush_now = False  # stopping: write what ended after this round of events
 
     # ------------------------------------------------------------ executors
     def _start_executors(self) -> None:
@@ -201,6 +203,8 @@ class PoolWorker(Worker):
             pool=self.pool.value,
             child_pid=pids[0] if pids else None,
             child_pids=pids,
+            # slots whose child has imported the app (it starts work before all have)
+            ready_slots=self.capacity - len(self._starting),
         )
         if self.inprocess is not None:
             stats["tasks"] = sorted(self.sched.tasks)
@@ -235,12 +239,15 @@ class PoolWorker(Worker):
             self._last_write = time.monotonic()
 
     def _after_finish(self, outcome: Outcome) -> None:
-        # many runs may end in one round of events: one transaction for all of them
-        if outcome.run_id is not None or self.stopping:
+        # results are written with the next claim, or claim_window after they came
+        # (loop_once): with N slots ending runs all the time, a transaction per
+        # long run would cost more than the runs; on the way out, at once
+        if self.stopping:
             self._flush_now = True
 
     def _free_slots(self) -> int:
-        return self.capacity - len(self.runs) - len(self.batch)
+        # a slot whose child is still importing the app is not free yet
+        return self.capacity - len(self._starting) - len(self.runs) - len(self.batch)
 
     def _should_claim(self, now: float) -> bool:
         free = self._free_slots()
@@ -253,9 +260,12 @@ class PoolWorker(Worker):
 
     def _claim_for_free_slots(self, now: float) -> None:
         free = self._free_slots()
-        claimed = self.flush_and_claim(free)
+        # millisecond tasks: as in worker.py, about claim_window of work more, so
+        # that a claim is not a transaction per task; none waits behind a slow one
+        extra = self.claim_size() - 1 if self.avg_duration < self.options.claim_window else 0
+        claimed = self.flush_and_claim(free + extra)
         self._last_claim = self._last_write = now
-        if len(claimed) < free:
+        if len(claimed) < free + extra:
             # the queue is (nearly) empty: look again after a ring or the poll interval
             self._claim_after = now + self._idle_timeout()
         self.batch.extend(claimed)
@@ -351,13 +361,18 @@ class PoolWorker(Worker):
                 self._db_quiet(lambda run=run: self._save_threaded_output(run, now))
 
     def _mark_runs(self, runs: list[SlotRun]) -> None:
-        """RUNNING with a run row, for all these runs in one transaction."""
+        """RUNNING with a run row, for all these runs in one transaction. Tasks
+        still waiting for a slot then go back to the queue, as in worker.py: the
+        slots are busy with long runs and another worker may be idle."""
         runs = [run for run in runs if not run.marked]
         if not runs:
             return
         with self._transaction() as conn:
             self._record(conn)
             run_ids = [self.store.start_run(conn, self.name, r.task, r.started) for r in runs]
+            if self.store.release_tasks(conn, self.name, [t.id for t in self.batch]):
+                self._ring_after_commit = True
+        self.batch.clear()
         now = time.monotonic()
         self._last_write = now
         for run, run_id in zip(runs, run_ids, strict=True):

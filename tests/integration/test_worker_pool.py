@@ -53,8 +53,17 @@ def result_of(cluster: Cluster, task_id: int) -> Any:
 def start_pool_worker(
     cluster: Cluster, kind: str, concurrency: int, **options: Any
 ) -> WorkerProcess:
+    """A worker whose every slot is ready: it starts work as soon as its first child
+    has imported the app, and a test of overlap needs them all."""
     args, _ = KINDS[kind]
-    return cluster.start_worker(args=[*args, "--concurrency", str(concurrency)], **options)
+    worker = cluster.start_worker(args=[*args, "--concurrency", str(concurrency)], **options)
+
+    def all_slots_ready() -> bool:
+        stats = cluster.sched.get_workers()[worker.name].worker_stats or {}
+        return stats.get("ready_slots") == concurrency
+
+    cluster.wait_for(all_slots_ready, timeout=60, what=f"{concurrency} slots of {worker.name}")
+    return worker
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -178,24 +187,34 @@ def test_a_process_only_task_never_runs_in_a_thread_of_a_threads_pool(cluster: C
 def test_a_busy_pool_claims_only_for_its_free_slots(cluster: Cluster) -> None:
     """No task waits claimed behind a busy slot: the second worker gets it."""
     first = start_pool_worker(cluster, "processes", 2)
-    ids = [queue(cluster, "span", 4) for _ in range(4)]
+    ids = [queue(cluster, "span", 60) for _ in range(4)]
+
+    def running_on(worker: WorkerProcess) -> list[int]:
+        tasks = [cluster.task(i) for i in ids]
+        return [
+            t.id
+            for t in tasks
+            if t.status == TaskStatus.RUNNING and t.assigned_worker_name == worker.name
+        ]
+
     running = cluster.wait_for(
-        lambda: (
-            [i for i in ids if cluster.task(i).status == TaskStatus.RUNNING]
-            if sum(cluster.task(i).status == TaskStatus.RUNNING for i in ids) == 2
-            else None
-        ),
+        lambda: running_on(first) if len(running_on(first)) == 2 else None,
         timeout=20,
-        what="two tasks running",
+        what="two tasks running on the first worker",
     )
     waiting = [i for i in ids if i not in running]
     assert [cluster.task(i).status for i in waiting] == [TaskStatus.QUEUED] * 2
-    second = start_pool_worker(cluster, "processes", 2)
+    second = cluster.start_worker(args=["--concurrency", "2"])
+    cluster.wait_for(
+        lambda: sorted(running_on(second)) == sorted(waiting),
+        timeout=60,
+        what="the two waiting tasks running on the second worker",
+    )
+    assert sorted(running_on(first)) == sorted(running)
     for task_id in ids:
-        cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=30)
-    ran_by = {task_id: cluster.runs(task_id)[0].worker_name for task_id in ids}
-    assert {ran_by[i] for i in running} == {first.name}
-    assert {ran_by[i] for i in waiting} == {second.name}
+        cluster.sched.stop_task(task_id)
+    for task_id in ids:
+        cluster.wait_status(task_id, TaskStatus.STOPPED, timeout=30)
 
 
 @pytest.mark.parametrize("kind", ["processes", "threads"])

@@ -174,6 +174,19 @@ def test_explain_all_workers_busy_counts_tasks_ahead(sched: Scheduler) -> None:
     ]
 
 
+def test_explain_a_pool_worker_with_a_free_slot_is_not_busy(sched: Scheduler) -> None:
+    sched.queue_task("noop")
+    second = sched.queue_task("noop").id
+    assert second is not None
+    stats = {"tasks": ["noop"], "current_task": 98, "current_tasks": [98], "concurrency": 2}
+    beat(sched, "w1", groups=["main"], stats=stats)
+    assert sched.explain(second).runnable is True
+    sched.store.heartbeat("w1", ["main"], {**stats, "current_tasks": [98, 99]}, ticker_lease=2)
+    assert sched.explain(second).reasons == [
+        "all 1 worker(s) are busy; 1 due task(s) are ahead of it"
+    ]
+
+
 def test_explain_disabled_task(sched: Scheduler) -> None:
     task_id = sched.queue_task("noop", enabled=False).id
     beat(sched, "w1", groups=["main"], stats={"tasks": ["noop"]})
