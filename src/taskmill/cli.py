@@ -14,6 +14,7 @@ import click
 
 from taskmill.apps import load_app, load_app_with_hooks
 from taskmill.errors import TaskmillError
+from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES
 from taskmill.records import Task, TaskReport
 from taskmill.scheduler import Scheduler
 
@@ -128,6 +129,34 @@ def main(ctx: click.Context, log_level: str, local_time: bool) -> None:
     show_default=True,
     help="seconds the database may stay unreachable before the worker gives up (exit 3)",
 )
+@click.option(
+    "--max-output-chars",
+    type=click.IntRange(0),
+    default=MAX_OUTPUT_CHARS,
+    show_default=True,
+    help="a run keeps the last N characters of what its task printed",
+)
+@click.option(
+    "--max-result-bytes",
+    type=click.IntRange(0),
+    default=MAX_RESULT_BYTES,
+    show_default=True,
+    help="a task whose JSON result is larger fails, with a message saying so",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="replace the task child after N tasks (0 = never)",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="replace the task child after a task leaves it above N bytes resident (0 = never)",
+)
 def worker(
     app: str,
     groups: tuple[str, ...],
@@ -136,6 +165,7 @@ def worker(
     grace: float,
     prefetch: int,
     db_timeout: float,
+    **limits: int,
 ) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
     from taskmill.supervisor import Supervisor
@@ -150,6 +180,8 @@ def worker(
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         args = ["--log-level", str(level), "worker", "--app", app, "--grace", str(grace)]
         args += ["--prefetch", str(prefetch), "--db-timeout", str(db_timeout)]
+        for option, value in limits.items():
+            args += [f"--{option.replace('_', '-')}", str(value)]
         for group in groups:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
@@ -160,7 +192,9 @@ def worker(
         app,
         name=name,
         group_names=list(groups) or None,
-        options=WorkerOptions(grace=grace, pipeline_depth=prefetch, db_timeout=db_timeout),
+        options=WorkerOptions(
+            grace=grace, pipeline_depth=prefetch, db_timeout=db_timeout, **limits
+        ),
     )
     sys.exit(runner.run())
 

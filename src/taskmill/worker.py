@@ -32,6 +32,7 @@ from taskmill.errors import (
 )
 from taskmill.executor import ChildProcess
 from taskmill.lifecycle import Outcome, Settlement, settle
+from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 from taskmill.supervisor import SUPERVISOR_ENV
@@ -68,6 +69,10 @@ class WorkerOptions:
     claim_window: float = 0.02  # claim about this many seconds of work at once
     status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
     db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
+    max_output_chars: int = MAX_OUTPUT_CHARS  # a run keeps this much of its output (the end)
+    max_result_bytes: int = MAX_RESULT_BYTES  # a larger JSON result fails the run
+    max_tasks_per_child: int = 0  # replace the task child after this many tasks (0 = never)
+    max_memory_per_child: int = 0  # ... or once its resident memory exceeds this (bytes)
 
 
 @dataclass
@@ -99,7 +104,11 @@ class Worker:
         self.name = name or scheduler.default_worker_name()
         self.groups = group_names or scheduler.group_names
         self.options = options or WorkerOptions()
-        self.child = ChildProcess(app_spec)
+        self.child = ChildProcess(
+            app_spec,
+            max_output=self.options.max_output_chars,
+            max_result=self.options.max_result_bytes,
+        )
         self.ticker = Ticker(self.store, scheduler.dead_after, self.name)
         self.batch: deque[Task] = deque()
         #: tasks handed to the child and not finished yet, in the order it runs
@@ -453,6 +462,21 @@ class Worker:
             self.errors += 1
         if outcome.run_id is not None or self.stopping:
             self.flush()  # a long task's end should show at once
+        self._recycle_child_if_due()
+
+    def _recycle_child_if_due(self) -> None:
+        """Replace a child that ran its quota of tasks or grew too big, between two
+        tasks (never while it holds tasks sent ahead): a leak in a task or in a
+        library it uses is then bounded instead of growing until the OOM killer."""
+        if self.sent or self.stopping:
+            return
+        reason = self.child.recycle_reason(
+            self.options.max_tasks_per_child, self.options.max_memory_per_child
+        )
+        if reason is not None:
+            log.info("worker %s: replacing task child %s: %s", self.name, self.child.pid, reason)
+            self.child.stop()
+            self.child.start()
 
     # ------------------------------------------------------------- running
     def execute(self, task: Task) -> Outcome:
