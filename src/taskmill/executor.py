@@ -109,7 +109,8 @@ class ChildProcess:
         return message
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self.sock is not None
+        if self.sock is None:  # killed, and its replacement failed to start
+            raise BrokenPipeError("the task child is not running")
         send_message(self.sock, message)
 
     def send_task(self, task: Task) -> None:

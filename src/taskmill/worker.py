@@ -485,6 +485,18 @@ class Worker:
         self.current = run
         try:
             return self._supervise(run)
+        except AppImportError as exc:
+            # the child died (or was killed) and its replacement did not start, say
+            # because it was killed too: the run must end here, not vanish with the
+            # exception while its task stays ASSIGNED to a live worker for ever
+            log.error("worker %s: task child unavailable: %s", self.name, exc)
+            self._take_back_unstarted()
+            outcome = self._outcome(
+                run, RunStatus.STOPPED, traceback=f"task child unavailable ({exc}); requeued"
+            )
+            outcome.requeue = True
+            self._sleep(1.0)  # an app that cannot start at all must not spin
+            return outcome
         finally:
             self.current = None
 
@@ -496,9 +508,15 @@ class Worker:
                 self.sent.append(task)
             self._top_up()
         except OSError as exc:
+            # the task never reached a child (it died between two tasks): it did not
+            # run, so it goes back to the queue untouched rather than fail
             self._take_back_unstarted()
             self.child.restart()
-            return self._outcome(run, RunStatus.FAILED, traceback=f"child unreachable: {exc}")
+            outcome = self._outcome(
+                run, RunStatus.STOPPED, traceback=f"task child unreachable ({exc}); requeued"
+            )
+            outcome.requeue = True
+            return outcome
         timeout = task.timeout if isinstance(task.timeout, int) and task.timeout > 0 else 60
         deadline = run.t0 + timeout
         if task.sync_output:
