@@ -512,11 +512,11 @@ class Worker:
             # run, so it goes back to the queue untouched rather than fail
             self._take_back_unstarted()
             self.child.restart()
-            outcome = self._outcome(
+            unsent = self._outcome(
                 run, RunStatus.STOPPED, traceback=f"task child unreachable ({exc}); requeued"
             )
-            outcome.requeue = True
-            return outcome
+            unsent.requeue = True
+            return unsent
         timeout = task.timeout if isinstance(task.timeout, int) and task.timeout > 0 else 60
         deadline = run.t0 + timeout
         if task.sync_output:
