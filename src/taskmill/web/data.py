@@ -19,6 +19,7 @@ from taskmill.scheduler import Scheduler
 from taskmill.states import TaskStatus, WorkerStatus
 from taskmill.store.admin import AdminQueries, TaskFilter, TaskPage, per_minute
 from taskmill.timing import next_cron_time
+from taskmill.validation import MAX_INT
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class DashboardData:
         }
 
     def task_detail(self, task_id: int) -> dict[str, Any] | None:
+        if not 0 < task_id <= MAX_INT:
+            return None  # no such row; the drivers refuse to bind it (a 500 otherwise)
         task = self.scheduler.store.get_task(task_id)
         if task is None:
             return None
