@@ -151,13 +151,14 @@ class OutputSyncer(threading.Thread):
 
 def decode_arguments(message: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """The stored args/vars, checked: a malformed row fails its task, not the child."""
+    # RecursionError: nested deeper than Python's recursion limit
     try:
         args = json.loads(message.get("args") or "[]")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"args of task {message.get('id')} is not valid JSON: {exc}") from None
     try:
         kwargs = json.loads(message.get("vars") or "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"vars of task {message.get('id')} is not valid JSON: {exc}") from None
     if not isinstance(args, list):
         raise ValueError(f"args of task {message.get('id')} must be a JSON list, not {args!r:.80}")
