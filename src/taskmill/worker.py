@@ -129,6 +129,7 @@ class Worker:
         self.commanded = False
         self._ring_after_commit = False
         self._recorded = 0
+        self._beat_pending = False  # a heartbeat began and has not succeeded yet
         self.next_beat = 0.0  # the next beat: a heartbeat or a ticker lease renewal
         self._heartbeat_at = 0.0  # the next regular heartbeat
         self._next_round = 0.0  # the ticker's next housekeeping round
@@ -723,9 +724,13 @@ class Worker:
             self.store.sync_clock()
         # also the retry, should this beat fail: soon, a lease may be at stake
         self.next_beat = min(self._heartbeat_at, now + heartbeat * RENEW_EVERY)
+        failed_before, self._beat_pending = self._beat_pending, True
         beat = self.store.heartbeat(
             self.name, self.groups, self.stats(), ticker_lease=lease_for(heartbeat)
         )
+        self._beat_pending = False
+        if failed_before or self._db_failing_since is not None:
+            self.ticker.defer_burials()  # the first beat after an outage
         if beat.is_ticker != self.is_ticker:
             became = "is now" if beat.is_ticker else "is no longer"
             log.info("worker %s %s the ticker", self.name, became)
