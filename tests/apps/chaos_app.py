@@ -3,16 +3,33 @@
 Configured from the environment the harness gives each worker process:
 TASKMILL_TEST_DB (required) and TASKMILL_TEST_HEARTBEAT. When the file named by
 TASKMILL_TEST_BREAK_APP says "broken", importing the app fails, as after a bad deploy.
+TASKMILL_TEST_CLOCK_SKEW=S sets this process's clock S seconds off, as on a machine
+whose clock drifted: every reading of the wall clock taskmill makes goes through
+timing.utc_now (libfaketime, which would do it for the whole process, is not installed
+here).
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 
 from chaos_tasks import TASKS
 from lifecycle_tasks import DB_ENV
 
+import taskmill.store.base
+import taskmill.timing
 from taskmill import Scheduler
+
+_skew = timedelta(seconds=float(os.environ.get("TASKMILL_TEST_CLOCK_SKEW") or 0))
+if _skew:
+    _real_utc_now = taskmill.timing.utc_now
+
+    def _skewed_utc_now() -> datetime:
+        return _real_utc_now() + _skew
+
+    taskmill.timing.utc_now = _skewed_utc_now
+    taskmill.store.base.utc_now = _skewed_utc_now  # type: ignore[attr-defined]
 
 _break_file = os.environ.get("TASKMILL_TEST_BREAK_APP")
 if _break_file and os.path.exists(_break_file):
