@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 INTEGRATION_DIR = Path(__file__).resolve().parents[1] / "integration"
@@ -22,6 +23,22 @@ from harness import Cluster  # noqa: E402
 
 FULL = os.environ.get("TASKMILL_CHAOS", "").strip().lower() == "full"
 APP = "chaos_app:sched"
+BACKENDS = ("sqlite", "postgres", "mysql")
+_SERVER_MARKS = {"postgres": pytest.mark.postgres, "mysql": pytest.mark.mysql}
+
+#: a test that only `make chaos` runs (the short form stays within a few minutes)
+full_only = pytest.mark.skipif(not FULL, reason="full form only: make chaos")
+
+
+def on_backends(*short: str) -> pytest.MarkDecorator:
+    """Run the test on every backend under `make chaos`, on `short` ones in `make test`
+    (each chosen where a bug it guards against showed first)."""
+    chosen = BACKENDS if FULL else short
+    return pytest.mark.parametrize(
+        "db_url",
+        [pytest.param(b, id=b, marks=_SERVER_MARKS.get(b, ())) for b in chosen],
+        indirect=True,
+    )
 
 
 def under_ci() -> bool:

@@ -41,13 +41,22 @@ class Size:
     kill_every: float  # seconds between kills, on average
     task_seconds: float  # how long each task works
     heartbeat: float
+    drain: float  # seconds allowed for the rest of the queue after the last kill
     timeout: float  # the whole test
 
 
 SIZE = (
-    Size(tasks=10_000, kills=100, kill_every=1.5, task_seconds=0.08, heartbeat=2.0, timeout=3000)
+    Size(
+        10_000,
+        kills=100,
+        kill_every=1.5,
+        task_seconds=0.005,
+        heartbeat=2.0,
+        drain=1800,
+        timeout=3000,
+    )
     if FULL
-    else Size(tasks=300, kills=6, kill_every=0.7, task_seconds=0.02, heartbeat=1.5, timeout=110)
+    else Size(200, kills=5, kill_every=0.7, task_seconds=0.02, heartbeat=1.5, drain=60, timeout=110)
 )
 WORKERS = 4
 #: a task fails when its child is killed; it is retried (web2py's retry_failed)
