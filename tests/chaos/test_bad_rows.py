@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from chaos_support import APP
+from chaos_support import APP, on_backends
 from chaos_tasks import TASKS
 from harness import Cluster, cluster_for_test
 
 from taskmill import RunStatus, TaskStatus
 
+pytestmark = on_backends("sqlite")
 FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.EXPIRED)
 
 

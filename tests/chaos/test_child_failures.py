@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_support import APP
+from chaos_support import APP, on_backends
 from chaos_tasks import TASKS
 from harness import Cluster, cluster_for_test
 
 from taskmill import RunStatus, TaskStatus
 
 BREAK_ENV = "TASKMILL_TEST_BREAK_APP"
+pytestmark = on_backends("sqlite")
 
 
 @pytest.fixture

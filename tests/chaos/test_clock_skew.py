@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from chaos_support import APP
+from chaos_support import APP, FULL
 from chaos_tasks import TASKS
 from harness import Cluster, cluster_for_test
 
@@ -28,7 +28,7 @@ LATE_OK = 3.0
 @pytest.fixture(
     params=[
         pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mysql", marks=pytest.mark.mysql),
+        *([pytest.param("mysql", marks=pytest.mark.mysql)] if FULL else []),
     ]
 )
 def server_url(request: pytest.FixtureRequest) -> str:
