@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from chaos_support import APP, on_backends
+from chaos_support import APP, full_only, on_backends
 from chaos_tasks import TASKS
 from harness import Cluster, cluster_for_test
 
@@ -60,6 +60,7 @@ def test_malformed_rows_fail_with_a_clear_message_and_the_worker_serves_on(
     assert worker.alive()
 
 
+@full_only
 def test_rows_with_null_or_odd_columns_end_in_a_final_state(cluster: Cluster) -> None:
     worker = cluster.start_worker()
     now = datetime.now(UTC).replace(tzinfo=None)

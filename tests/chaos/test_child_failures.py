@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_support import APP, on_backends
+from chaos_support import APP, full_only, on_backends
 from chaos_tasks import TASKS
 from harness import Cluster, cluster_for_test
 
@@ -24,6 +24,7 @@ def cluster(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iter
         yield c
 
 
+@full_only  # also in tests/integration/test_worker_lifecycle.py
 def test_child_that_exits_mid_run_fails_its_task_with_a_clear_message(cluster: Cluster) -> None:
     worker = cluster.start_worker()
     crashed = cluster.sched.queue_task("exit_child", [7])

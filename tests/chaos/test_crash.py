@@ -56,7 +56,7 @@ SIZE = (
         timeout=3000,
     )
     if FULL
-    else Size(200, kills=5, kill_every=0.7, task_seconds=0.02, heartbeat=1.5, drain=60, timeout=110)
+    else Size(150, kills=4, kill_every=0.7, task_seconds=0.02, heartbeat=1.5, drain=60, timeout=110)
 )
 WORKERS = 4
 #: a task fails when its child is killed; it is retried (web2py's retry_failed)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_support import APP, on_backends
+from chaos_support import APP, full_only, on_backends
 from chaos_tasks import TASKS
 from harness import Cluster, cluster_for_test, process_running
 
@@ -81,6 +81,7 @@ def test_result_over_the_limit_fails_the_run_with_a_clear_message(cluster: Clust
     assert worker.alive()
 
 
+@full_only
 def test_max_result_bytes_raised_stores_a_10_mb_result(sqlite_cluster: Cluster) -> None:
     cluster = sqlite_cluster
     cluster.start_worker(args=["--max-result-bytes", str(11 * MB)])
@@ -102,6 +103,7 @@ def test_max_tasks_per_child_replaces_the_child_after_n_tasks(sqlite_cluster: Cl
     assert not process_running(pids[0])
 
 
+@full_only
 def test_leaking_child_is_replaced_once_over_max_memory_per_child(
     sqlite_cluster: Cluster,
 ) -> None:
@@ -118,6 +120,7 @@ def test_leaking_child_is_replaced_once_over_max_memory_per_child(
     assert "(--max-memory-per-child 157286400)" in worker.log()
 
 
+@full_only
 def test_task_ignoring_sigterm_is_killed_at_its_timeout(sqlite_cluster: Cluster) -> None:
     cluster = sqlite_cluster
     worker = cluster.start_worker()

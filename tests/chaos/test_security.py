@@ -72,7 +72,7 @@ def test_database_password_never_appears_in_logs_or_errors(
     secret_cluster: tuple[Cluster, str], postgres_server: PostgresServer
 ) -> None:
     cluster, name = secret_cluster
-    worker = cluster.start_worker(args=["--db-timeout", "2"])
+    worker = cluster.start_worker(args=["--db-timeout", "2"], timeout=60)
     queued = cluster.sched.queue_task("add", [1, 2])
     assert queued.id is not None
     cluster.wait_status(queued.id, TaskStatus.COMPLETED)
