@@ -50,6 +50,8 @@ class ChildProcess:
         self.started_count = 0
         #: tasks this child process has finished, for --max-tasks-per-child
         self.tasks_done = 0
+        #: the signal that ended the last child during its start-up, if one did
+        self.start_signal: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -72,6 +74,7 @@ class ChildProcess:
             *self.limits,
         ]
         self.tasks_done = 0
+        self.start_signal = None
         self.process = subprocess.Popen(
             command,
             pass_fds=(child.fileno(),),
@@ -98,6 +101,7 @@ class ChildProcess:
         message = self.receive()
         if message is None:
             code = self.reap()
+            self.start_signal = -code if code is not None and code < 0 else None
             raise AppImportError(
                 f"the task child for {self.app_spec} exited during start-up (code {code})"
             )

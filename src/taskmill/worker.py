@@ -151,7 +151,7 @@ class Worker:
         """Serve until told to stop; returns the process exit code."""
         self._install_signal_handlers()
         try:
-            self.child.start()
+            self._start_first_child()
         except AppImportError as exc:
             log.error("worker %s cannot start its task child: %s", self.name, exc)
             self._close()
@@ -173,6 +173,23 @@ class Worker:
         finally:
             self._close()
         return EXIT_FORCED if self.hard_stop and not self.commanded else EXIT_OK
+
+    def _start_first_child(self) -> None:
+        """A child killed by a signal while it starts (the OOM killer, a stray kill)
+        is no sign of a broken application: start another rather than exit with code
+        2, which would also make a `-n` supervisor stop every other worker."""
+        for attempt in range(1, 4):
+            try:
+                self.child.start()
+                return
+            except AppImportError:
+                if attempt == 3 or self.child.start_signal is None:
+                    raise
+                log.warning(
+                    "worker %s: task child killed by signal %d while starting; starting another",
+                    self.name,
+                    self.child.start_signal,
+                )
 
     def _register(self) -> int | None:
         """Join the database: retry while it is unreachable (up to db_timeout),

@@ -24,6 +24,21 @@ def cluster(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iter
         yield c
 
 
+def test_child_killed_while_the_worker_starts_is_replaced_not_fatal(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A worker used to exit with code 2 (a broken app) when its first child was killed
+    while starting, and a `-n` supervisor then stopped every other worker."""
+    marker = tmp_path / "killed-once"
+    worker = cluster.start_worker(env={"TASKMILL_TEST_KILL_CHILD_ONCE": str(marker)})
+    assert marker.exists(), "the first child was killed"
+    assert "task child killed by signal 9 while starting; starting another" in worker.log()
+    queued = cluster.sched.queue_task("add", [1, 2])
+    assert queued.id is not None
+    cluster.wait_status(queued.id, TaskStatus.COMPLETED)
+    assert worker.alive()
+
+
 @full_only  # also in tests/integration/test_worker_lifecycle.py
 def test_child_that_exits_mid_run_fails_its_task_with_a_clear_message(cluster: Cluster) -> None:
     worker = cluster.start_worker()
