@@ -73,8 +73,12 @@ class Killer:
     killed_pids: set[int] = field(default_factory=set)
     kills: collections.Counter[str] = field(default_factory=collections.Counter)
 
+    def _victim(self) -> WorkerProcess:
+        alive = [w for w in self.live if w.alive()]
+        return self.rng.choice(alive or self.live)
+
     def kill_worker(self) -> None:
-        victim = self.rng.choice(self.live)
+        victim = self._victim()
         # its task child dies with it (child.die_with_worker): its runs count as killed
         self.killed_pids.update({victim.pid, *descendants(victim.pid)})
         victim.kill()
@@ -83,13 +87,16 @@ class Killer:
         self.kills["worker"] += 1
 
     def kill_child(self) -> bool:
-        victim = self.rng.choice(self.live)
+        victim = self._victim()
         children = _children(victim.pid)
         if not children:
             return False  # still starting, or between two children
         self.killed_pids.update(children)
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
+        try:
+            for pid in children:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False  # it ended on its own meanwhile (a timeout, a recycle)
         self.kills["task child"] += 1
         return True
 
