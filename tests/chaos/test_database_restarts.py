@@ -76,6 +76,7 @@ def test_restarts_under_load_lose_nothing_and_workers_reconnect(
     name = f"tm_{secrets.token_hex(6)}"
     server.create_database(name)
     audit = sa.create_engine(audit_url)
+    request.addfinalizer(audit.dispose)
     env = {AUDIT_DB_ENV: audit_url}
     with cluster_for_test(
         request, server.url(name), app=APP, tasks=TASKS, heartbeat=1.0, env=env
@@ -121,4 +122,3 @@ def test_restarts_under_load_lose_nothing_and_workers_reconnect(
         assert all(w.alive() for w in workers), "the workers rode the restarts out"
         assert reconnects, "the workers saw the outage"
         assert max(resumed_after) < 15.0
-    audit.dispose()
