@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 CODE_DIRS := $(wildcard src tests benchmarks examples)
 
 .DEFAULT_GOAL := test
-.PHONY: venv .venv demo test lint format bench deadlock-proof clean distclean browser-deps
+.PHONY: venv .venv demo test lint format bench deadlock-proof chaos clean distclean browser-deps
 
 venv .venv: $(STAMP)
 
@@ -63,6 +63,11 @@ bench: $(STAMP)
 deadlock-proof: $(STAMP)
 	TASKMILL_DEADLOCK_TASKS=5000 $(BIN)/pytest -s -p no:cacheprovider \
 		tests/integration/test_mysql_no_deadlock.py
+
+# The chaos suite at full size (10,000 tasks and 100 SIGKILLs per backend, every test on
+# every backend); `make test` runs its short form. Figures go to docs/guarantees.md.
+chaos: $(STAMP)
+	TASKMILL_CHAOS=full $(BIN)/pytest tests/chaos -s -p no:cacheprovider
 
 clean:
 	rm -rf build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache \

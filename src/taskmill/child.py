@@ -29,7 +29,7 @@ from taskmill.apps import load_app_with_hooks
 from taskmill.context import TaskContext, reset_current_task, set_current_task
 from taskmill.eden import TaskManager, pop_user_id, task_hooks
 from taskmill.errors import AppImportError
-from taskmill.protocol import recv_message, send_message
+from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES, recv_message, send_message
 from taskmill.states import RunStatus
 
 #: web2py's marker: output before the last "!clear!" is discarded
@@ -42,11 +42,19 @@ def visible_output(text: str) -> str:
 
 
 class OutputCapture(io.TextIOBase):
-    """Collects what a task prints; a lock because tasks may print from threads."""
+    """Collects what a task prints; a lock because tasks may print from threads.
 
-    def __init__(self) -> None:
+    Keeps only the last `limit` characters (the end of the output says how a task
+    ended, and web2py's "!clear!" shows only the end anyway), so a task printing
+    gigabytes costs neither memory here nor a database write that cannot succeed.
+    """
+
+    def __init__(self, limit: int = MAX_OUTPUT_CHARS) -> None:
         self._parts: list[str] = []
+        self._size = 0
         self._lock = threading.Lock()
+        self.limit = limit
+        self.dropped = 0
         self.version = 0
 
     def writable(self) -> bool:
@@ -57,14 +65,32 @@ class OutputCapture(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
             self._parts.append(text)
+            self._size += len(text)
             self.version += 1
+            if self._size > 2 * self.limit:
+                self._trim()
         return len(text)
+
+    def _trim(self) -> str:
+        """Joins the parts, applies "!clear!" and the limit; returns what is kept."""
+        text = "".join(self._parts)
+        visible = visible_output(text)
+        if len(visible) < len(text):
+            self.dropped = 0  # cleared by the task itself: nothing of it was shown anyway
+        keep = visible[-self.limit :]
+        self.dropped += len(visible) - len(keep)
+        self._parts = [keep]
+        self._size = len(keep)
+        return keep
 
     def getvalue(self) -> str:
         with self._lock:
-            text = "".join(self._parts)
-            self._parts = [text]
-        return visible_output(text)
+            text = self._trim()
+            dropped = self.dropped
+        if dropped:
+            note = f"[taskmill: output over {self.limit} characters; the first {dropped} dropped]"
+            return f"{note}\n{text}"
+        return text
 
 
 class Channel:
@@ -127,13 +153,14 @@ class OutputSyncer(threading.Thread):
 
 def decode_arguments(message: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """The stored args/vars, checked: a malformed row fails its task, not the child."""
+    # RecursionError: nested deeper than Python's recursion limit
     try:
         args = json.loads(message.get("args") or "[]")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"args of task {message.get('id')} is not valid JSON: {exc}") from None
     try:
         kwargs = json.loads(message.get("vars") or "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"vars of task {message.get('id')} is not valid JSON: {exc}") from None
     if not isinstance(args, list):
         raise ValueError(f"args of task {message.get('id')} must be a JSON list, not {args!r:.80}")
@@ -144,14 +171,25 @@ def decode_arguments(message: dict[str, Any]) -> tuple[list[Any], dict[str, Any]
     return args, kwargs
 
 
-def encode_result(value: Any, function_name: str) -> str:
+class ResultTooLarge(ValueError):
+    """A task returned more than the worker's --max-result-bytes."""
+
+
+def encode_result(value: Any, function_name: str, limit: int = MAX_RESULT_BYTES) -> str:
     try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
             f"the result of task {function_name!r} is not JSON-serialisable "
             f"({type(value).__name__}): {exc}"
         ) from None
+    size = len(text.encode())
+    if size > limit:
+        raise ResultTooLarge(
+            f"the result of task {function_name!r} is {size} bytes as JSON; the limit is "
+            f"{limit} (taskmill worker --max-result-bytes)"
+        )
+    return text
 
 
 async def awaited(awaitable: Any) -> Any:
@@ -166,10 +204,15 @@ class TaskRunner:
         registry: dict[str, Callable[..., Any]],
         channel: Channel,
         manager: TaskManager | None = None,
+        *,
+        max_output: int = MAX_OUTPUT_CHARS,
+        max_result: int = MAX_RESULT_BYTES,
     ) -> None:
         self.registry = registry
         self.channel = channel
         self.manager = manager  # its hooks wrap every run (Eden's TaskManager apps)
+        self.max_output = max_output
+        self.max_result = max_result
         self._run_id: int | None = None
 
     def _ask_run_id(self) -> int | None:
@@ -180,7 +223,7 @@ class TaskRunner:
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         self._run_id = message.get("run_id")
-        capture = OutputCapture()
+        capture = OutputCapture(self.max_output)
         syncer = None
         sync_every = message.get("sync_output") or 0
         if sync_every > 0:
@@ -217,7 +260,9 @@ class TaskRunner:
                     # an `async def` task: its own event loop in this child, so a
                     # timeout still hard-kills it with the child (see concurrency.py)
                     value = asyncio.run(awaited(value))
-                result = None if value is None else encode_result(value, function_name)
+                result = (
+                    None if value is None else encode_result(value, function_name, self.max_result)
+                )
             report.update(status=RunStatus.COMPLETED.value, result=result)
         except BaseException:
             report.update(status=RunStatus.FAILED.value, traceback=traceback.format_exc())
@@ -236,6 +281,7 @@ def serve(
     channel: Channel,
     registry: dict[str, Callable[..., Any]],
     manager: TaskManager | None = None,
+    runner: TaskRunner | None = None,
 ) -> None:
     """Run the tasks the worker hands over, in order.
 
@@ -244,7 +290,7 @@ def serve(
     whether the tasks it sent are still wanted) stops it before the next task, and
     the "release" that follows names the tasks to drop (stopped meanwhile).
     """
-    runner = TaskRunner(registry, channel, manager)
+    runner = runner or TaskRunner(registry, channel, manager)
     pending: deque[dict[str, Any]] = deque()
     held = False
     while True:
@@ -297,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taskmill.child")
     parser.add_argument("--app", required=True)
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--max-output", type=int, default=MAX_OUTPUT_CHARS)
+    parser.add_argument("--max-result", type=int, default=MAX_RESULT_BYTES)
     options = parser.parse_args(argv)
     # the worker decides when we stop; a terminal's Ctrl-C is not for us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -309,7 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         channel.send({"type": "fatal", "error": str(exc)})
         return 2
     channel.send({"type": "ready", "pid": os.getpid(), "tasks": sorted(scheduler.tasks)})
-    serve(channel, scheduler.tasks, manager)
+    runner = TaskRunner(
+        scheduler.tasks,
+        channel,
+        manager,
+        max_output=options.max_output,
+        max_result=options.max_result,
+    )
+    serve(channel, scheduler.tasks, manager, runner)
     return 0
 
 

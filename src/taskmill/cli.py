@@ -16,6 +16,7 @@ from taskmill.apps import load_app, load_app_with_hooks
 from taskmill.concurrency import Pool
 from taskmill.errors import ConfigurationError, TaskmillError
 from taskmill.groups import format_groups, parse_groups, split_cli_groups
+from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES
 from taskmill.records import Task, TaskReport
 from taskmill.scheduler import Scheduler
 
@@ -152,6 +153,34 @@ def main(ctx: click.Context, log_level: str, local_time: bool) -> None:
     "a child; a thread past its timeout is abandoned, not killed). Default: the app's "
     "Scheduler(pool=), processes",
 )
+@click.option(
+    "--max-output-chars",
+    type=click.IntRange(0),
+    default=MAX_OUTPUT_CHARS,
+    show_default=True,
+    help="a run keeps the last N characters of what its task printed",
+)
+@click.option(
+    "--max-result-bytes",
+    type=click.IntRange(0),
+    default=MAX_RESULT_BYTES,
+    show_default=True,
+    help="a task whose JSON result is larger fails, with a message saying so",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="replace the task child after N tasks (0 = never)",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="replace the task child after a task leaves it above N bytes resident (0 = never)",
+)
 def worker(
     app: str,
     groups: tuple[str, ...],
@@ -162,6 +191,7 @@ def worker(
     db_timeout: float,
     concurrency: int | None,
     pool: str | None,
+    **limits: int,
 ) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
     from taskmill.pool import create_worker
@@ -188,6 +218,8 @@ def worker(
             args += ["--concurrency", str(concurrency)]
         if pool is not None:
             args += ["--pool", pool]
+        for option, value in limits.items():
+            args += [f"--{option.replace('_', '-')}", str(value)]
         for group in served or []:
             args += ["-g", group]
         base = name or Scheduler.default_worker_name()
@@ -199,6 +231,7 @@ def worker(
         db_timeout=db_timeout,
         concurrency=concurrency or scheduler.concurrency,
         pool=Pool(pool) if pool else scheduler.pool,
+        **limits,
     )
     runner = create_worker(scheduler, app, name=name, group_names=served, options=options)
     sys.exit(runner.run())

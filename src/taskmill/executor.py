@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from taskmill.errors import AppImportError, ProtocolError
@@ -28,13 +29,29 @@ log = logging.getLogger(__name__)
 class ChildProcess:
     """One persistent child running tasks of the app named by `app_spec`."""
 
-    def __init__(self, app_spec: str, *, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        app_spec: str,
+        *,
+        start_timeout: float = 60.0,
+        max_output: int | None = None,
+        max_result: int | None = None,
+    ) -> None:
         self.app_spec = app_spec
         self.start_timeout = start_timeout
+        self.limits: list[str] = []
+        if max_output is not None:
+            self.limits += ["--max-output", str(max_output)]
+        if max_result is not None:
+            self.limits += ["--max-result", str(max_result)]
         self.process: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.tasks: list[str] = []
         self.started_count = 0
+        #: tasks this child process has finished, for --max-tasks-per-child
+        self.tasks_done = 0
+        #: the signal that ended the last child during its start-up, if one did
+        self.start_signal: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -60,7 +77,10 @@ class ChildProcess:
             self.app_spec,
             "--fd",
             str(child.fileno()),
+            *self.limits,
         ]
+        self.tasks_done = 0
+        self.start_signal = None
         self.process = subprocess.Popen(
             command,
             pass_fds=(child.fileno(),),
@@ -89,6 +109,7 @@ class ChildProcess:
         message = self.receive()
         if message is None:
             code = self.reap()
+            self.start_signal = -code if code is not None and code < 0 else None
             raise AppImportError(
                 f"the task child for {self.app_spec} exited during start-up (code {code})"
             )
@@ -100,7 +121,8 @@ class ChildProcess:
         return message
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self.sock is not None
+        if self.sock is None:  # killed, and its replacement failed to start
+            raise BrokenPipeError("the task child is not running")
         send_message(self.sock, message)
 
     def send_task(self, task: Task) -> None:
@@ -121,11 +143,35 @@ class ChildProcess:
         """The next message, or None if the child died."""
         assert self.sock is not None
         try:
-            return recv_message(self.sock)
+            message = recv_message(self.sock)
         except (ProtocolError, ValueError) as exc:
             log.error("child %s sent garbage (%s); killing it", self.pid, exc)
             self.kill()
             return None
+        if message is not None and message["type"] == "done":
+            self.tasks_done += 1
+        return message
+
+    def memory_bytes(self) -> int | None:
+        """The child's resident memory now (Linux /proc), None where unknown."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/statm").read_text().split()
+            return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def recycle_reason(self, max_tasks: int, max_memory: int) -> str | None:
+        """Why this child should be replaced before its next task, if it should:
+        --max-tasks-per-child and --max-memory-per-child (0 = no limit)."""
+        if max_tasks and self.tasks_done >= max_tasks:
+            return f"it ran {self.tasks_done} task(s) (--max-tasks-per-child {max_tasks})"
+        if max_memory:
+            used = self.memory_bytes()
+            if used is not None and used > max_memory:
+                return f"it uses {used} bytes (--max-memory-per-child {max_memory})"
+        return None
 
     def reap(self, timeout: float = 5.0) -> int | None:
         """Wait for an exiting child; returns its exit code (negative: signal)."""

@@ -97,7 +97,14 @@ class PoolWorker(Worker):
         self.capacity = max(1, self.options.concurrency)
         self.pool = Pool(self.options.pool)
         threads = self.pool is Pool.THREADS
-        self.children = [ChildProcess(app_spec) for _ in range(1 if threads else self.capacity)]
+        self.children = [
+            ChildProcess(
+                app_spec,
+                max_output=self.options.max_output_chars,
+                max_result=self.options.max_result_bytes,
+            )
+            for _ in range(1 if threads else self.capacity)
+        ]
         self.inprocess: InProcessRunner | None = None
         if threads:
             from taskmill.apps import load_app_with_hooks
@@ -505,3 +512,14 @@ class PoolWorker(Worker):
                 traceback=report.get("traceback"),
             )
         )
+        if run.child is not None:
+            self._recycle_if_due(run.child)
+
+    def _recycle_if_due(self, child: ChildProcess) -> None:
+        # between two tasks of this slot: --max-tasks-per-child / --max-memory-per-child
+        reason = child.recycle_reason(
+            self.options.max_tasks_per_child, self.options.max_memory_per_child
+        )
+        if reason is not None and not self.stopping:
+            log.info("worker %s: replacing task child %s: %s", self.name, child.pid, reason)
+            self._replace_child(child)

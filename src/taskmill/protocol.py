@@ -17,6 +17,12 @@ from taskmill.errors import ProtocolError
 _HEADER = struct.Struct("!I")
 #: a message above this is refused; output and results are capped well below it
 MAX_MESSAGE = 1024 * 1024 * 1024
+#: defaults of the worker's --max-output-chars and --max-result-bytes: what a run row
+#: keeps of a task's output (its tail), and the largest JSON result stored. Both stay
+#: well below MariaDB's default max_allowed_packet (16 MiB), past which the write of
+#: the outcome would fail again and again and hold up the worker's other results.
+MAX_OUTPUT_CHARS = 1024 * 1024
+MAX_RESULT_BYTES = 8 * 1024 * 1024
 
 
 def send_message(sock: socket.socket, message: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ role never does a round beside its successor.
 from __future__ import annotations
 
 import logging
+import time
 
 from taskmill.store import Housekeeping, Store
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 #: how often the ticker renews its lease, and how long the lease lasts, in heartbeats
 RENEW_EVERY = 0.5
 LEASE = 1.5
+#: "nobody is old enough to be dead": ten years, as a silence no worker reaches
+_NOBODY = 10 * 365 * 86400.0
 
 
 def lease_for(heartbeat: float) -> float:
@@ -39,10 +42,20 @@ class Ticker:
         self.store = store
         self.dead_after = dead_after
         self.worker_name = worker_name
+        self._bury_from = 0.0  # time.monotonic() from which silent workers are dead
+
+    def defer_burials(self) -> None:
+        """This worker has just reached the database again after failing to: as far as
+        it knows nobody could beat meanwhile (a database restart cuts off every worker),
+        so it judges no worker dead before each has had dead_after seconds to beat
+        again. Without this, an outage longer than dead_after made the first worker
+        back requeue the running tasks of all the others, which then ran twice."""
+        self._bury_from = time.monotonic() + self.dead_after
 
     def tick(self) -> Housekeeping:
         """Requeue tasks of workers silent for dead_after seconds, expire stale tasks."""
-        done = self.store.housekeeping(self.dead_after, ticker=self.worker_name)
+        dead_after = self.dead_after if time.monotonic() >= self._bury_from else _NOBODY
+        done = self.store.housekeeping(dead_after, ticker=self.worker_name)
         if not done.held:
             log.info("ticker %s: lost the lease before its round; skipped", self.worker_name)
         if done.dead_workers:

@@ -34,6 +34,7 @@ from taskmill.errors import (
 from taskmill.executor import ChildProcess
 from taskmill.groups import GroupShares, parse_groups
 from taskmill.lifecycle import Outcome, Settlement, settle
+from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 from taskmill.supervisor import SUPERVISOR_ENV
@@ -73,6 +74,10 @@ class WorkerOptions:
     # tasks run at once (pool.py); 1 keeps the single-child loop of this module
     concurrency: int = 1
     pool: Pool = Pool.PROCESSES  # where they run: child processes or threads (pool.py)
+    max_output_chars: int = MAX_OUTPUT_CHARS  # a run keeps this much of its output (the end)
+    max_result_bytes: int = MAX_RESULT_BYTES  # a larger JSON result fails the run
+    max_tasks_per_child: int = 0  # replace the task child after this many tasks (0 = never)
+    max_memory_per_child: int = 0  # ... or once its resident memory exceeds this (bytes)
 
 
 @dataclass
@@ -109,7 +114,11 @@ class Worker:
         #: how claims are split among weighted groups (None: one earliest-first queue)
         self.shares = GroupShares(weights) if weights is not None else None
         self.options = options or WorkerOptions()
-        self.child = ChildProcess(app_spec)
+        self.child = ChildProcess(
+            app_spec,
+            max_output=self.options.max_output_chars,
+            max_result=self.options.max_result_bytes,
+        )
         self.ticker = Ticker(self.store, scheduler.dead_after, self.name)
         self.batch: deque[Task] = deque()
         #: tasks handed to the child and not finished yet, in the order it runs
@@ -131,6 +140,7 @@ class Worker:
         self._ring_after_commit = False
         self._recorded = 0
         self._last_work = 0.0  # when a claim last found work (for poll_after)
+        self._beat_pending = False  # a heartbeat began and has not succeeded yet
         self.next_beat = 0.0  # the next beat: a heartbeat or a ticker lease renewal
         self._heartbeat_at = 0.0  # the next regular heartbeat
         self._next_round = 0.0  # the ticker's next housekeeping round
@@ -179,7 +189,7 @@ class Worker:
         return EXIT_FORCED if self.hard_stop and not self.commanded else EXIT_OK
 
     def _start_executors(self) -> None:
-        self.child.start()
+        self._start_first_child()
 
     def _stop_executors(self) -> None:
         self.child.stop()
@@ -196,6 +206,23 @@ class Worker:
         """Tasks this worker has claimed and not recorded yet."""
         held = {t.id for t in (*self.batch, *self.sent)}
         return held | {o.task.id for o, _ in self.finished}
+
+    def _start_first_child(self) -> None:
+        """A child killed by a signal while it starts (the OOM killer, a stray kill)
+        is no sign of a broken application: start another rather than exit with code
+        2, which would also make a `-n` supervisor stop every other worker."""
+        for attempt in range(1, 4):
+            try:
+                self.child.start()
+                return
+            except AppImportError:
+                if attempt == 3 or self.child.start_signal is None:
+                    raise
+                log.warning(
+                    "worker %s: task child killed by signal %d while starting; starting another",
+                    self.name,
+                    self.child.start_signal,
+                )
 
     def _register(self) -> int | None:
         """Join the database: retry while it is unreachable (up to db_timeout),
@@ -502,6 +529,21 @@ class Worker:
     def _after_finish(self, outcome: Outcome) -> None:
         if outcome.run_id is not None or self.stopping:
             self.flush()  # a long task's end should show at once
+        self._recycle_child_if_due()
+
+    def _recycle_child_if_due(self) -> None:
+        """Replace a child that ran its quota of tasks or grew too big, between two
+        tasks (never while it holds tasks sent ahead): a leak in a task or in a
+        library it uses is then bounded instead of growing until the OOM killer."""
+        if self.sent or self.stopping:
+            return
+        reason = self.child.recycle_reason(
+            self.options.max_tasks_per_child, self.options.max_memory_per_child
+        )
+        if reason is not None:
+            log.info("worker %s: replacing task child %s: %s", self.name, self.child.pid, reason)
+            self.child.stop()
+            self.child.start()
 
     # ------------------------------------------------------------- running
     def execute(self, task: Task) -> Outcome:
@@ -510,6 +552,18 @@ class Worker:
         self.current = run
         try:
             return self._supervise(run)
+        except AppImportError as exc:
+            # the child died (or was killed) and its replacement did not start, say
+            # because it was killed too: the run must end here, not vanish with the
+            # exception while its task stays ASSIGNED to a live worker for ever
+            log.error("worker %s: task child unavailable: %s", self.name, exc)
+            self._take_back_unstarted()
+            outcome = self._outcome(
+                run, RunStatus.STOPPED, traceback=f"task child unavailable ({exc}); requeued"
+            )
+            outcome.requeue = True
+            self._sleep(1.0)  # an app that cannot start at all must not spin
+            return outcome
         finally:
             self.current = None
 
@@ -521,9 +575,15 @@ class Worker:
                 self.sent.append(task)
             self._top_up()
         except OSError as exc:
+            # the task never reached a child (it died between two tasks): it did not
+            # run, so it goes back to the queue untouched rather than fail
             self._take_back_unstarted()
             self.child.restart()
-            return self._outcome(run, RunStatus.FAILED, traceback=f"child unreachable: {exc}")
+            unsent = self._outcome(
+                run, RunStatus.STOPPED, traceback=f"task child unreachable ({exc}); requeued"
+            )
+            unsent.requeue = True
+            return unsent
         timeout = task.timeout if isinstance(task.timeout, int) and task.timeout > 0 else 60
         deadline = run.t0 + timeout
         if task.sync_output:
@@ -736,9 +796,13 @@ class Worker:
             self.store.sync_clock()
         # also the retry, should this beat fail: soon, a lease may be at stake
         self.next_beat = min(self._heartbeat_at, now + heartbeat * RENEW_EVERY)
+        failed_before, self._beat_pending = self._beat_pending, True
         beat = self.store.heartbeat(
             self.name, self.groups, self.stats(), ticker_lease=lease_for(heartbeat)
         )
+        self._beat_pending = False
+        if failed_before or self._db_failing_since is not None:
+            self.ticker.defer_burials()  # the first beat after an outage
         if beat.is_ticker != self.is_ticker:
             became = "is now" if beat.is_ticker else "is no longer"
             log.info("worker %s %s the ticker", self.name, became)

@@ -1114,7 +1114,9 @@ class Store:
             .where(
                 T.c.id.in_(list(task_ids)),
                 T.c.status.in_(IN_FLIGHT),
-                T.c.assigned_worker_name.in_(list(owners)),
+                # a row written by hand may be in flight with no worker at all (NULL):
+                # IN never matches NULL, and the task would stay RUNNING for ever
+                or_(T.c.assigned_worker_name.in_(list(owners)), T.c.assigned_worker_name.is_(None)),
             )
             .values(status=TaskStatus.QUEUED.value, assigned_worker_name=unassigned_unless_copy())
         ).rowcount

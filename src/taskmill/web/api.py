@@ -45,7 +45,7 @@ def _done(result: ActionResult, status: int = 200) -> JSONResponse:
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
         raise ActionError("the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ActionError("the request body must be a JSON object")
