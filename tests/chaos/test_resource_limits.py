@@ -91,9 +91,23 @@ def test_max_result_bytes_raised_stores_a_10_mb_result(sqlite_cluster: Cluster) 
     assert report is not None and report.result == "x" * (10 * MB)  # type: ignore[union-attr]
 
 
-def test_max_tasks_per_child_replaces_the_child_after_n_tasks(sqlite_cluster: Cluster) -> None:
+@pytest.mark.parametrize("pool_args", [[], ["--concurrency", "2"]], ids=["single", "pool"])
+def test_max_tasks_per_child_replaces_the_child_after_n_tasks(
+    sqlite_cluster: Cluster, pool_args: list[str]
+) -> None:
+    """One task at a time, so with a pool of two the same slot's child may take
+    them all or the other may: either way no child runs more than 2."""
     cluster = sqlite_cluster
-    cluster.start_worker(args=["--max-tasks-per-child", "2"])
+    cluster.start_worker(args=["--max-tasks-per-child", "2", *pool_args])
+    if pool_args:
+        pids = []
+        for _ in range(6):
+            task_id = queue(cluster, "leak", 0)
+            cluster.wait_status(task_id, TaskStatus.COMPLETED, timeout=20)
+            pids.append(cluster.sched.task_status(task_id, output=True).result)  # type: ignore[union-attr]
+        assert max(pids.count(pid) for pid in pids) <= 2, pids
+        assert len(set(pids)) >= 3, pids
+        return
     pids = []
     for _ in range(5):
         task_id = queue(cluster, "leak", 0)
