@@ -23,11 +23,16 @@ def small() -> int:
     return 1
 
 
+def nap() -> None:
+    """Sleeps 25 ms: the peers' comparison's task that waits rather than computes."""
+    time.sleep(0.025)
+
+
 def stamp() -> float:
     """When the task started, on the wall clock the enqueuing process also reads."""
     return time.time()
 
 
-TASKS: dict[str, Callable[..., Any]] = {"noop": noop, "small": small, "stamp": stamp}
+TASKS: dict[str, Callable[..., Any]] = {"noop": noop, "small": small, "stamp": stamp, "nap": nap}
 
 sched = Scheduler(os.environ.get("TASKMILL_BENCH_DB", "sqlite:///bench.db"), tasks=TASKS)

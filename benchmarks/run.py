@@ -793,7 +793,11 @@ def taskmill_drain(
     run: Run, function: str, one_instant: bool = False, prefetch: int = 0
 ) -> list[dict[str, Any]]:
     sizes = run.sizes
-    variant = "no-op (None: no run rows)" if function == "noop" else "small result (run rows)"
+    variant = {
+        "noop": "no-op (None: no run rows)",
+        "small": "small result (run rows)",
+        "nap": "sleep 25 ms (None: no run rows)",
+    }[function]
     suffix = "-one-instant" if one_instant else ""
     total = sizes.drain_one_instant if one_instant else sizes.drain
     if one_instant:
