@@ -334,3 +334,25 @@ def test_module_entry_point_exits_non_zero_on_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--app must look like 'package.module:object'" in result.stderr
+
+
+def test_bench_finds_the_suite_in_a_source_checkout(tmp_path: Path) -> None:
+    from taskmill.cli import find_bench_script
+
+    script = tmp_path / "benchmarks" / "suite.py"
+    script.parent.mkdir()
+    script.write_text("")
+    assert find_bench_script(tmp_path / "src" / "taskmill") == script
+    assert find_bench_script(tmp_path / "benchmarks") == script
+
+
+def test_bench_outside_a_checkout_says_so(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import taskmill.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(taskmill.cli, "find_bench_script", lambda *starts: None)
+    result = runner.invoke(main, ["bench", "--quick"])
+    assert result.exit_code == 2
+    assert "source checkout" in result.output
