@@ -589,7 +589,7 @@ def bulk_insert(
     )
 
 
-def enqueue_workloads(run: Run) -> list[dict[str, Any]]:
+def enqueue_workloads(run: Run, baselines: bool = True) -> list[dict[str, Any]]:
     sizes = run.sizes
     results = []
     with fresh(run, "enqueue-one-by-one") as db:
@@ -624,7 +624,8 @@ def enqueue_workloads(run: Run) -> list[dict[str, Any]]:
     with fresh(run, "enqueue-bulk") as db:
         say(f"enqueue: bulk, {sizes.bulk:,} tasks")
         results.append(bulk_insert(db, "noop", sizes.bulk, quiet=False))
-    results += baseline_enqueue(run)
+    if baselines:
+        results += baseline_enqueue(run)
     return results
 
 

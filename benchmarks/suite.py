@@ -88,9 +88,9 @@ class Plan:
     # seconds: no drain of that workload runs longer (the suite's 15 minutes on 2 cores)
     caps: tuple[tuple[str, float], ...] = (
         ("enqueue", 5.0),
-        ("drain", 30.0),
-        ("sleep", 30.0),
-        ("memory", 20.0),
+        ("drain", 25.0),
+        ("sleep", 20.0),
+        ("memory", 15.0),
     )
     scale_rows: tuple[int, ...] = (1_000, 1_000_000)
     systems: tuple[str, ...] = SYSTEMS
@@ -212,7 +212,8 @@ def taskmill_settings(backend: str) -> dict[str, Any]:
 
 
 def taskmill_enqueue(side: TaskmillSide) -> list[dict[str, Any]]:
-    results = run.enqueue_workloads(side.run)
+    # the pure-SQL enqueue is the ceiling on PostgreSQL only
+    results = run.enqueue_workloads(side.run, baselines=side.name == "postgres")
     out = []
     names = {
         "enqueue-one-by-one": ("taskmill", "enqueue-one-by-one"),
@@ -317,6 +318,9 @@ def taskmill_scale(side: TaskmillSide, plan: Plan) -> list[dict[str, Any]]:
             filled = rows
             step = run.time_claims(db, conn, sched, sizes, 1_000, "growing table")
             step.pop("plan_text", None)
+            # the scan that finds due rows (not the lookups by key that follow it)
+            scans = [p for p in step["plan"].split("; ") if "deps" not in p and "KEY" not in p]
+            step["plan"] = "; ".join(scans)
             # finished tasks spread over the table; their uuids are 'done-<n>'
             numbers = [1 + (rows - 1) * i // 19 for i in range(20)]
             step["status_by_uuid_p50_ms"] = time_status(sched, [f"done-{n}" for n in numbers])
@@ -510,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     if options.from_json:
         data = json.loads(options.from_json.read_text())
+        data["targets"] = report.targets(data["results"])  # as this version judges them
     else:
         plan = QUICK if options.quick else FULL
         if options.only:

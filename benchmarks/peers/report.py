@@ -238,6 +238,27 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     f"taskmill {fmt(ours)} vs huey {fmt(huey)} tasks/s",
                 )
             )
+    # claim and status lookup stay flat as finished rows pile up
+    for r in results:
+        if r["workload"] != "scale" or "figures" not in r:
+            continue
+        first, last = r["figures"]["steps"][0], r["figures"]["steps"][-1]
+        title = BACKEND_TITLES.get(r["backend"], r["backend"])
+        for name, label in (
+            ("claim_p50_ms", "claim of 50"),
+            ("status_by_id_p50_ms", "task_status by id"),
+            ("status_by_uuid_p50_ms", "task_status by uuid"),
+        ):
+            out.append(
+                _target(
+                    f"{title} {label} at {last['finished_rows']:,} / at "
+                    f"{first['finished_rows']:,} finished rows",
+                    _ratio(last[name], first[name]),
+                    2.0,
+                    False,
+                    f"{fmt(last[name], 2)} vs {fmt(first[name], 2)} ms",
+                )
+            )
     # within 2x of the pure-SQL ceiling with strict per-task claims (PostgreSQL)
     ceiling = [
         ("enqueue one by one", "enqueue-one-by-one", "tasks_per_s", True),
