@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import BACKEND_TITLES, systems, value
+from report import BACKEND_TITLES, find, systems, value
 
 
 def label(system: str, backend: str) -> str:
@@ -37,10 +37,14 @@ def draw(report: dict, out: Path) -> None:
         xs = [i + (offset - 0.5) * width for i in range(len(drains))]
         ys = [value(results, *k, "drain", name) or 0 for k in drains]
         bars = left.bar(xs, ys, width, label=text)
+        for bar, key in zip(bars, drains, strict=True):
+            drained = find(results, *key, "drain")
+            if drained and not drained["figures"].get("finished", True):
+                bar.set_hatch("//")  # stopped at the time cap: the rate up to the cap
         left.bar_label(bars, fmt="%.0f", fontsize=7, rotation=90, padding=2)
     left.set_xticks(range(len(drains)), [label(*k) for k in drains], fontsize=7, rotation=45)
     left.set_ylabel("tasks/s (higher is better)")
-    left.set_title("No-op drain, 2 worker processes")
+    left.set_title("No-op drain, 2 worker processes (hatched: stopped at the time cap)")
     left.legend(fontsize=8)
     width = 0.27
     for offset, name in enumerate(("p50_ms", "p95_ms", "p99_ms")):

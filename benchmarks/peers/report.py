@@ -73,7 +73,7 @@ def _cell(results: list[dict[str, Any]], key: tuple[str, str], workload: str, na
     text = fmt(value(results, *key, workload, name), 2 if name.endswith("_ms") else 0)
     figures = r["figures"]
     if workload in ("drain", "sleep") and not figures.get("finished", True):
-        text += f" ({fmt(figures.get('completed'))} done at cap)"
+        text += f" ({fmt(figures.get('completed'))} of {fmt(figures.get('tasks'))} at the cap)"
     return text
 
 
