@@ -705,7 +705,7 @@ class DrainWatch:
             steady = 0.8 * self.total / (t90 - t10)
         elapsed = self.samples[-1][0] if self.samples else 0.0
         capped_steady = None  # a drain stopped by its time limit: from 10 % to the stop
-        if steady is None and t10 is not None and done > 0.1 * self.total and elapsed > t10:
+        if steady is None and t10 is not None and done >= 0.2 * self.total and elapsed > t10:
             capped_steady = (done - 0.1 * self.total) / (elapsed - t10)
         cpu_steady = server_steady = None
         if 10 in self.cpu_marks and 90 in self.cpu_marks:

@@ -98,8 +98,9 @@ def drain_figures(samples: Sequence[tuple[float, int]], total: int) -> dict[str,
     steady = (
         0.8 * total / (t90 - t10) if t10 is not None and t90 is not None and t90 > t10 else None
     )
-    if steady is None and t10 is not None and done > 0.1 * total and elapsed > t10:
-        steady = (done - 0.1 * total) / (elapsed - t10)  # capped: from 10 % to the cap
+    # capped: from 10 % to the cap, once there is a span to measure (10 % more done)
+    if steady is None and t10 is not None and done >= 0.2 * total and elapsed > t10:
+        steady = (done - 0.1 * total) / (elapsed - t10)
     from_start = total / end if end else (done / elapsed if elapsed else None)
     return {
         "tasks": total,

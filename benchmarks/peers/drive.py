@@ -41,10 +41,10 @@ from common import (  # noqa: E402
 )
 from peer_base import Peer  # noqa: E402
 
-FILL_LIMIT = 15.0  # seconds of bulk enqueue before a drain, at most
+FILL_LIMIT = 10.0  # seconds of bulk enqueue before a drain, at most
 PEERS = ("pgqueuer", "procrastinate", "huey", "rq", "celery")
 DEFAULTS: dict[str, Any] = {
-    "one_by_one": 1_000,
+    "one_by_one": 500,
     "drain": 20_000,
     "pickups": 300,
     "pickup_every": 0.020,

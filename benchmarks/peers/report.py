@@ -338,13 +338,14 @@ HEADING = "## Side by side with the peers"
 def update_results_md(path: Path, report: dict[str, Any], body: str) -> None:
     """Add (or replace) this run's dated section under HEADING, before "## Runs"."""
     day = report["date"][:10]
-    begin = f"<!-- peers:{day}:{report['mode']}:begin -->"
-    end = f"<!-- peers:{day}:{report['mode']}:end -->"
+    key = f"{report['date'][:16]}:{report['mode']}"  # one section a run, several a day
+    begin = f"<!-- peers:{key}:begin -->"
+    end = f"<!-- peers:{key}:end -->"
     section = "\n".join(
         [
             begin,
-            f"### {day}: peers, {report['mode']} run (taskmill {report.get('version', '?')}, "
-            f"revision {report.get('revision')})",
+            f"### {day} {report['date'][11:16]} UTC: peers, {report['mode']} run "
+            f"(taskmill {report.get('version', '?')}, revision {report.get('revision')})",
             "",
             body.rstrip(),
             end,

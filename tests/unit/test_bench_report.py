@@ -134,7 +134,7 @@ def test_results_md_section_goes_under_its_heading_and_is_replaced_on_rerun(
     text = path.read_text()
     assert "first body" not in text
     assert text.index(report.HEADING) < text.index("second body") < text.index("## Runs")
-    assert text.count("<!-- peers:2026-11-23:full:begin -->") == 1
+    assert text.count("<!-- peers:2026-11-23T16:00:full:begin -->") == 1
     assert text.endswith("old run\n")
 
 
