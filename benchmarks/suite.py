@@ -27,7 +27,7 @@ settings). Storage is fresh for each step: new PostgreSQL databases (dropped aft
 SQLite files, and Redis db 13 (rq) and 14 (Celery), emptied with FLUSHDB.
 
 Usage:
-  python benchmarks/suite.py            # full run (< 15 min on 2 cores)
+  python benchmarks/suite.py            # full run (sized for 15 min on 2 cores)
   python benchmarks/suite.py --quick    # about a minute: fewer systems, small sizes
   python benchmarks/suite.py --only taskmill-postgres pgqueuer --workloads drain pickup
 
@@ -177,10 +177,6 @@ class TaskmillSide:
 
     name: str
     run: run.Run
-
-    @property
-    def backend(self) -> str:
-        return self.name
 
 
 def taskmill_sizes(plan: Plan) -> run.Sizes:
