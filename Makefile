@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 CODE_DIRS := $(wildcard src tests benchmarks examples)
 
 .DEFAULT_GOAL := test
-.PHONY: venv .venv demo test lint format bench deadlock-proof chaos clean distclean browser-deps
+.PHONY: venv .venv demo test lint format bench bench-quick bench-taskmill deadlock-proof chaos clean distclean browser-deps
 
 venv .venv: $(STAMP)
 
@@ -55,7 +55,17 @@ format: $(STAMP)
 	$(BIN)/ruff format $(CODE_DIRS)
 	$(BIN)/ruff check --fix $(CODE_DIRS)
 
+# taskmill side by side with its peers (pgqueuer, procrastinate, huey, rq, Celery) and
+# the pure-SQL ceiling, in one run of < 15 min; the peers live in their own venv,
+# benchmarks/.peers-venv, made on first use from benchmarks/peers/requirements.txt.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/suite.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/suite.py --quick
+
+# taskmill alone against pure SQL, with its variants and query plans (7-10 min)
+bench-taskmill: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 # MariaDB: 4 worker processes x 5,000 tasks (20,000), half queued while they drain;
@@ -75,4 +85,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) benchmarks/.peers-venv

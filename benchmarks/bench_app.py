@@ -27,6 +27,11 @@ def small() -> int:
     return 1
 
 
+def nap() -> None:
+    """Sleeps 25 ms: the peers' comparison's task that waits rather than computes."""
+    time.sleep(0.025)
+
+
 def stamp() -> float:
     """When the task started, on the wall clock the enqueuing process also reads."""
     return time.time()
@@ -56,6 +61,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "sleep25": sleep25,
     "sleep25_thread": sleep25_thread,
     "sleep25_async": sleep25_async,
+    "nap": nap,
 }
 
 sched = Scheduler(os.environ.get("TASKMILL_BENCH_DB", "sqlite:///bench.db"), tasks=TASKS)

@@ -614,7 +614,7 @@ def bulk_insert(
     )
 
 
-def enqueue_workloads(run: Run) -> list[dict[str, Any]]:
+def enqueue_workloads(run: Run, baselines: bool = True) -> list[dict[str, Any]]:
     sizes = run.sizes
     results = []
     with fresh(run, "enqueue-one-by-one") as db:
@@ -665,7 +665,8 @@ def enqueue_workloads(run: Run) -> list[dict[str, Any]]:
                 quiet=False,
             )
         )
-    results += baseline_enqueue(run)
+    if baselines:
+        results += baseline_enqueue(run)
     return results
 
 
@@ -743,6 +744,10 @@ class DrainWatch:
         steady = None
         if t10 is not None and t90 is not None and t90 > t10:
             steady = 0.8 * self.total / (t90 - t10)
+        elapsed = self.samples[-1][0] if self.samples else 0.0
+        capped_steady = None  # a drain stopped by its time limit: from 10 % to the stop
+        if steady is None and t10 is not None and done >= 0.2 * self.total and elapsed > t10:
+            capped_steady = (done - 0.1 * self.total) / (elapsed - t10)
         cpu_steady = server_steady = None
         if 10 in self.cpu_marks and 90 in self.cpu_marks:
             (n10, c10, s10), (n90, c90, s90) = self.cpu_marks[10], self.cpu_marks[90]
@@ -763,6 +768,9 @@ class DrainWatch:
             "tasks_per_s_from_start": self.total / end if end else None,
             "tasks_per_s_steady": steady,
             "first_completion_s": first,
+            # stopped before the end (the peers' suite caps its drains): rates up to the stop
+            "tasks_per_s_until_stop": None if end else (done / elapsed if elapsed else None),
+            "tasks_per_s_steady_until_stop": capped_steady,
             "cpu_ms_per_task_steady": cpu_steady,
             "server_cpu_ms_per_task_steady": server_steady,
             "server_cpu_ms_per_task_total": server_total,
@@ -834,7 +842,11 @@ def taskmill_drain(
     run: Run, function: str, one_instant: bool = False, prefetch: int = 0
 ) -> list[dict[str, Any]]:
     sizes = run.sizes
-    variant = "no-op (None: no run rows)" if function == "noop" else "small result (run rows)"
+    variant = {
+        "noop": "no-op (None: no run rows)",
+        "small": "small result (run rows)",
+        "nap": "sleep 25 ms (None: no run rows)",
+    }[function]
     suffix = "-one-instant" if one_instant else ""
     total = sizes.drain_one_instant if one_instant else sizes.drain
     if one_instant:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -418,6 +420,36 @@ def dashboard(app: str, host: str, port: int) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=3,
     )
+
+
+BENCH_SCRIPT = Path("benchmarks") / "suite.py"
+
+
+def find_bench_script(*starts: Path) -> Path | None:
+    """The benchmark suite ships with the source, not the wheel: look for it above the
+    working directory and above this package (an editable install from a checkout)."""
+    for start in starts:
+        for directory in (start, *start.parents):
+            candidate = directory / BENCH_SCRIPT
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--quick", is_flag=True, help="the one-minute subset")
+@click.argument("suite_args", nargs=-1, type=click.UNPROCESSED)
+def bench(quick: bool, suite_args: tuple[str, ...]) -> None:
+    """Benchmark taskmill side by side with its peers (benchmarks/suite.py; needs a
+    source checkout, PostgreSQL, MariaDB and Redis). Other options go to the suite."""
+    script = find_bench_script(Path.cwd(), Path(__file__).resolve().parent)
+    if script is None:
+        fail(
+            "taskmill bench runs benchmarks/suite.py from a source checkout of taskmill; "
+            "none was found above the current directory or the installed package"
+        )
+    command = [sys.executable, str(script), *(["--quick"] if quick else []), *suite_args]
+    sys.exit(subprocess.call(command, cwd=script.parent.parent))
 
 
 def run() -> None:

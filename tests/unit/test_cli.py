@@ -340,3 +340,25 @@ def test_worker_refuses_a_zero_group_weight(runner: CliRunner, app: str) -> None
     result = invoke(runner, "worker", "--app", f"{app}:sched", "-g", "high:3,low:0")
     assert result.exit_code == 2
     assert "weight must be an integer from 1 to 1000" in result.stderr
+
+
+def test_bench_finds_the_suite_in_a_source_checkout(tmp_path: Path) -> None:
+    from taskmill.cli import find_bench_script
+
+    script = tmp_path / "benchmarks" / "suite.py"
+    script.parent.mkdir()
+    script.write_text("")
+    assert find_bench_script(tmp_path / "src" / "taskmill") == script
+    assert find_bench_script(tmp_path / "benchmarks") == script
+
+
+def test_bench_outside_a_checkout_says_so(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import taskmill.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(taskmill.cli, "find_bench_script", lambda *starts: None)
+    result = runner.invoke(main, ["bench", "--quick"])
+    assert result.exit_code == 2
+    assert "source checkout" in result.output
