@@ -438,9 +438,12 @@ class PoolWorker(Worker):
                 self._drain_wake_pipe()
 
     def _on_ring(self) -> None:
-        """Something changed: new work, or a stop_task for a run or a claimed task."""
+        """Something changed: new work, or (a control ring) a stop_task for a run or
+        a claimed task; only the latter makes the held tasks be re-read."""
         self._idle_rung = True
         self._claim_after = 0.0
+        if self.listener is None or not self.listener.take_control():
+            return
         self._recheck_batch = True
         soon = time.monotonic() + 0.05
         for run in self.runs.values():

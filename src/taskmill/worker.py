@@ -396,7 +396,10 @@ class Worker:
         woken, self._woken = self._woken, False
         if self.listener is None:
             return True  # nobody rings on this backend: look before every task
-        rung = self.listener.drain() > 0 or woken
+        self.listener.drain()
+        # only a control ring says a held task may have been stopped or taken: a
+        # queue_task ring during a drain must not cost a re-read per task
+        rung = self.listener.take_control() or woken
         # where rings come only from this host (MariaDB), look before every task
         return rung or not self.store.wakeups_complete
 
@@ -614,10 +617,11 @@ class Worker:
                     return outcome
             elif key.data == "ring" and self.listener is not None:
                 self.listener.drain()
-                self._woken = True
-                run.next_check = min(run.next_check, time.monotonic() + 0.05)
-                if len(self.sent) > 1:
-                    self._recheck_sent(run)
+                if self.listener.take_control():
+                    self._woken = True
+                    run.next_check = min(run.next_check, time.monotonic() + 0.05)
+                    if len(self.sent) > 1:
+                        self._recheck_sent(run)
             else:
                 self._drain_wake_pipe()
         now = time.monotonic()

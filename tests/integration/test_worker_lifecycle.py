@@ -188,7 +188,10 @@ def test_stop_task_on_a_task_assigned_in_a_workers_batch_keeps_it_from_starting(
         )
         with engine.connect() as conn:
             ids = list(conn.execute(query).scalars())
-        return ids if len(ids) >= 3 else None
+        # two suffice (one may be at the handover, the other must not start); more
+        # are rare on a loaded machine, where each task takes long enough that the
+        # worker claims only a couple at a time
+        return ids if len(ids) >= 2 else None
 
     rounds: list[tuple[list[int], datetime]] = []
     for _ in range(3):

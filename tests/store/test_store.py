@@ -7,6 +7,7 @@ Time is moved by writing older heartbeats or earlier times into the rows, never 
 from __future__ import annotations
 
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -1182,3 +1183,29 @@ def test_bulk_insert_stores_what_insert_task_stores(db_url: str, local_time: boo
         assert task.stop_time == now + timedelta(days=1)
     finally:
         opened.dispose()
+
+
+def test_listeners_tell_control_rings_from_work(store: Store, other_store: Store) -> None:
+    """queue_task wakes idle workers; only stop_task (and other changes to held
+    tasks) asks busy ones to re-read their claimed batch."""
+    import select as select_module
+
+    listener = store.listen("w1")
+    assert listener is not None  # every backend rings: NOTIFY or same-host doorbells
+    try:
+
+        def drained() -> tuple[int, bool]:
+            ready, _, _ = select_module.select([listener], [], [], 5.0)
+            assert ready, "no wake-up came"
+            time.sleep(0.05)  # let every ring of the change arrive
+            return listener.drain(), listener.take_control()
+
+        task_id = other_store.insert_task(task_row(other_store.now()))
+        count, control = drained()
+        assert count >= 1 and control is False
+        assert other_store.stop_tasks(T.c.id == task_id) == 1
+        count, control = drained()
+        assert count >= 1 and control is True
+        assert listener.take_control() is False
+    finally:
+        listener.close()

@@ -209,3 +209,29 @@ def test_mariadb_poll_interval_grows_with_idle_time_up_to_its_cap() -> None:
         assert store.wakeups_complete is False
     finally:
         store.dispose()
+
+
+def test_only_a_control_ring_asks_busy_workers_to_re_read(
+    doorbell: Doorbell, listener: DoorbellListener
+) -> None:
+    doorbell.ring()
+    doorbell.ring()
+    assert listener.drain() == 2
+    assert listener.take_control() is False
+    doorbell.ring(control=True)
+    doorbell.ring()
+    assert listener.drain() == 2
+    assert listener.take_control() is True
+    assert listener.take_control() is False  # taken once
+
+
+def test_a_full_queue_counts_as_a_control_ring(
+    doorbell: Doorbell, listener: DoorbellListener
+) -> None:
+    """A control ring sent while the queue is full is dropped by the kernel (the
+    sender must not block); the listener then cannot tell, so it assumes one came."""
+    for _ in range(200):
+        doorbell.ring()
+    doorbell.ring(control=True)  # most likely dropped
+    assert listener.drain() > 0
+    assert listener.take_control() is True

@@ -391,7 +391,9 @@ class AdminQueries:
                 return 0
             conn.execute(delete(R).where(R.c.task_id.in_(ids)))
             conn.execute(delete(D).where(or_(D.c.task_child.in_(ids), D.c.task_parent.in_(ids))))
-            return conn.execute(delete(T).where(T.c.id.in_(ids))).rowcount
+            count = conn.execute(delete(T).where(T.c.id.in_(ids))).rowcount
+        self.store.ring(control=True)  # a worker may hold one in its claimed batch
+        return count
 
     def run_now(self, condition: ColumnElement[bool]) -> RunNow:
         """Make the matching tasks due now: QUEUED ones move their next_run_time
@@ -434,8 +436,9 @@ class AdminQueries:
     def set_enabled(self, condition: ColumnElement[bool], enabled: bool) -> int:
         with self.store.transaction() as conn:
             count = conn.execute(update(T).where(condition).values(enabled=enabled)).rowcount
-        if count and enabled:
-            self.store.ring()
+        if count:
+            # enabled: may be due now; disabled: may sit in a worker's claimed batch
+            self.store.ring(control=not enabled)
         return count
 
 

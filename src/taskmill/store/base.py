@@ -87,6 +87,11 @@ class Listener(Protocol):
 
     def drain(self) -> int: ...
 
+    def take_control(self) -> bool:
+        """True once after a control ring (stop_task, delete, disable, orphans
+        requeued) was drained: the worker must re-read the tasks it holds."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -205,8 +210,11 @@ class Store:
         for `idle_for` seconds; a fixed safety net where wake-ups are complete."""
         return self.poll_interval
 
-    def ring(self) -> None:
-        """Tell idle workers there may be something to do (no-op where they poll)."""
+    def ring(self, control: bool = False) -> None:
+        """Tell idle workers there may be something to do (no-op where they poll);
+        `control`: a task a worker may hold was stopped, deleted, disabled or taken
+        back, so busy workers re-read their claimed batch (a plain ring does not
+        make them, so a stream of queue_task calls costs a draining worker nothing)."""
 
     def wake_in(self, conn: Connection) -> bool:
         """Queue a wake-up delivered when `conn` commits; False if unsupported."""
@@ -427,7 +435,7 @@ class Store:
                 .values(status=TaskStatus.STOPPED.value)
             ).rowcount
         if count:
-            self.ring()
+            self.ring(control=True)
         return count
 
     def requeue_tasks(self, condition: ColumnElement[bool], *, restart: bool = False) -> int:
@@ -1077,8 +1085,10 @@ class Store:
             )
         if requeued:
             log.warning("requeued %d task(s) of dead worker(s) %s", requeued, dead)
-        if requeued or copies:
-            self.ring()
+        if requeued or copies or expired:
+            # a worker taken for dead may still be alive and holding those tasks,
+            # and an expired broadcast copy may sit in its worker's batch
+            self.ring(control=bool(requeued or expired))
         return Housekeeping(dead_workers=dead, requeued=requeued, expired=expired)
 
     def _holds_lease(self, conn: Connection, worker_name: str) -> bool:

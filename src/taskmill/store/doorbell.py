@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -46,7 +47,8 @@ class Doorbell:
             self._sender_pid = os.getpid()
         return self._sender
 
-    def ring(self) -> None:
+    def ring(self, control: bool = False) -> None:
+        message = CONTROL if control else WORK
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -57,7 +59,7 @@ class Doorbell:
                 continue
             path = os.path.join(self.directory, name)
             try:
-                sender.sendto(b"!", path)
+                sender.sendto(message, path)
             except BlockingIOError:
                 continue  # the listener has unread wake-ups already
             except OSError as exc:
@@ -85,12 +87,33 @@ class Doorbell:
         return DoorbellListener(sock, path)
 
 
+#: what a ring sends: work may be due, or a task a worker holds was stopped or taken
+WORK = b"!"
+CONTROL = b"C"
+
+
+@functools.cache
+def _queue_length() -> int:
+    """Datagrams a Unix socket queues before senders get EAGAIN (Linux: 10)."""
+    try:
+        return max(1, int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text()))
+    except (OSError, ValueError):
+        return 10
+
+
 class DoorbellListener:
     """The receiving end a worker waits on with select()."""
 
     def __init__(self, sock: socket.socket, path: Path) -> None:
         self._sock = sock
         self.path = path
+        self._control = False
+
+    def take_control(self) -> bool:
+        """Whether a control ring (a task stopped or taken away) came since the last
+        call: only then must a worker re-read the tasks it holds."""
+        control, self._control = self._control, False
+        return control
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -100,10 +123,17 @@ class DoorbellListener:
         count = 0
         while True:
             try:
-                self._sock.recv(64)
+                message = self._sock.recv(64)
             except (BlockingIOError, InterruptedError):
-                return count
+                break
             count += 1
+            if message != WORK:
+                self._control = True
+        if count >= _queue_length():
+            # the queue was full, so a sender may have dropped a control ring
+            # (BlockingIOError in ring()): assume one came
+            self._control = True
+        return count
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

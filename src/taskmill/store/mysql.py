@@ -53,8 +53,8 @@ class MySQLStore(Store):
     def poll_after(self, idle_for: float) -> float:
         return min(self.poll_interval, max(self.poll_floor, idle_for / 4))
 
-    def ring(self) -> None:
-        self.doorbell.ring()
+    def ring(self, control: bool = False) -> None:
+        self.doorbell.ring(control)
 
     def listen(self, worker_name: str) -> Listener | None:
         return self.doorbell.listen(worker_name)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "taskmill"
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+#: the payload of a control ring (see Store.ring)
+CONTROL = "control"
+_NOTIFY_CONTROL = text(f"SELECT pg_notify('{CHANNEL}', '{CONTROL}')")
 
 
 class PostgresListener:
@@ -45,6 +48,7 @@ class PostgresListener:
         self._conn: Any = None
         self._retry_at = 0.0
         self._missed = False  # a wake-up is waiting in the pipe
+        self._control = False  # a control ring was drained (see take_control)
         # while disconnected, select() waits on this pipe: empty, or holding the
         # wake-up for NOTIFYs that may have been missed
         self._pipe_r, self._pipe_w = os.pipe()
@@ -66,7 +70,12 @@ class PostgresListener:
             log.info("LISTEN connection back")
             self._wake()
 
+    def take_control(self) -> bool:
+        control, self._control = self._control, False
+        return control
+
     def _wake(self) -> None:
+        self._control = True  # NOTIFYs were missed: any of them may have been control
         if not self._missed:
             self._missed = True
             os.write(self._pipe_w, b"!")
@@ -95,9 +104,12 @@ class PostgresListener:
             log.warning("LISTEN connection lost: %s", exc)
             self._close_connection()
             self._retry_at = 0.0  # at once: most often it is back already
+            self._control = True
             return count + 1  # wake the worker so it looks at the queue once
-        while pgconn.notifies() is not None:
+        while (notify := pgconn.notifies()) is not None:
             count += 1
+            if notify.extra != b"":
+                self._control = True
         return count
 
     def _close_connection(self) -> None:
@@ -174,13 +186,13 @@ class PostgresStore(Store):
         conn.execute(_NOTIFY)
         return True
 
-    def ring(self) -> None:
+    def ring(self, control: bool = False) -> None:
         # Called after a commit: the work is done and workers poll as a safety net,
         # so a failed wake-up must not make the caller think its change failed
         # (a worker that lost its claim, an app that queued a task twice).
         try:
             with self.engine.begin() as conn:
-                conn.execute(_NOTIFY)
+                conn.execute(_NOTIFY_CONTROL if control else _NOTIFY)
         except DBAPIError as exc:
             log.warning("could not wake the workers (NOTIFY failed): %s", exc.orig or exc)
 

@@ -136,8 +136,8 @@ class SQLiteStore(Store):
         with self.engine.connect() as conn:
             yield conn.execution_options(**{READ_ONLY: True})
 
-    def ring(self) -> None:
-        self.doorbell.ring()
+    def ring(self, control: bool = False) -> None:
+        self.doorbell.ring(control)
 
     def dispose(self) -> None:
         self.doorbell.close()
