@@ -14,8 +14,8 @@ no task waits claimed behind a busy slot while another worker idles), writes
 results in the transaction that claims the next tasks (or within `claim_window`),
 marks a run RUNNING after `mark_running_after`, re-reads long runs for stop_task,
 enforces each run's timeout, and on a graceful stop waits for every slot. Claims
-are coalesced: with tasks running, it claims once half of the slots are free or
-`claim_window` has passed, so that short tasks do not cost a transaction each;
+are coalesced: with tasks running, it claims once a quarter of the slots is free
+or `claim_window` has passed, so that short tasks do not cost a transaction each;
 for millisecond tasks it claims about `claim_window` of work beyond its free
 slots, as the one-slot worker does.
 """
@@ -262,7 +262,7 @@ class PoolWorker(Worker):
             return False
         if not self.runs:
             return True
-        enough = free >= max(1, self.capacity // 2)
+        enough = free >= max(1, self.capacity // 4)
         return enough or now - self._last_claim >= self.options.claim_window
 
     def _claim_for_free_slots(self, now: float) -> None:

@@ -361,8 +361,23 @@ def test_overview_lists_workers_with_heartbeat_age(
     assert worker["name"] == "host#1"
     assert worker["alive"] is True
     assert worker["current_task"] == 7
+    assert (worker["current_tasks"], worker["concurrency"]) == ([7], 1)
     assert 0 <= worker["heartbeat_age"] < 5
     assert "host#1" in client.get("/").text
+
+
+def test_overview_lists_every_running_task_of_a_pool_worker(
+    admin: tuple[TestClient, str], sched: Scheduler
+) -> None:
+    client, _ = admin
+    stats = {"current_task": 7, "current_tasks": [7, 8, 9], "concurrency": 4, "pool": "threads"}
+    sched.store.register_worker("host#2", ["main"], stats, 9)
+    [worker] = client.get("/api/overview").json()["workers"]
+    assert (worker["current_tasks"], worker["concurrency"], worker["pool"]) == (
+        [7, 8, 9],
+        4,
+        "threads",
+    )
 
 
 def test_task_list_filters(admin: tuple[TestClient, str], sched: Scheduler) -> None:

@@ -119,6 +119,7 @@ class DashboardData:
     def worker(self, worker: Worker, now: datetime) -> dict[str, Any]:
         stats = worker.worker_stats or {}
         age = seconds_between(now, worker.last_heartbeat)
+        current = stats.get("current_task")
         return {
             "name": worker.worker_name,
             "status": worker.status,
@@ -127,7 +128,11 @@ class DashboardData:
             "last_heartbeat": iso(worker.last_heartbeat),
             "heartbeat_age": age,
             "alive": age is not None and age <= self.scheduler.dead_after,
-            "current_task": stats.get("current_task"),
+            "current_task": current,
+            # a `--concurrency N` worker runs several; older workers report one
+            "current_tasks": stats.get("current_tasks", [] if current is None else [current]),
+            "concurrency": stats.get("concurrency", 1),
+            "pool": stats.get("pool", "processes"),
             "total": stats.get("total", 0),
             "errors": stats.get("errors", 0),
         }
