@@ -54,6 +54,10 @@ _DB_ERRORS = (OperationalError, DBAPIError)
 #: a follower beats this long after the ticker's lease ran out, so that its clock
 #: (synced with the database's to a few ms) surely sees it expired
 _LEASE_MARGIN = 0.02
+#: the retry backoff is forgotten only once the database has worked this long without
+#: an error: a step that keeps failing between others that succeed (a full disk fails
+#: writes, not reads) must not be retried in a tight loop
+_BACKOFF_MEMORY = 5.0
 
 
 @dataclass
@@ -154,6 +158,7 @@ class Worker:
         self.avg_duration = 0.0
         self._db_failing_since: float | None = None
         self._db_failures = 0
+        self._last_db_error = float("-inf")
         self._resync = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -270,7 +275,8 @@ class Worker:
                 time.monotonic() - self._db_failing_since,
             )
             self._db_failing_since = None
-        self._db_failures = 0
+        if time.monotonic() - self._last_db_error >= _BACKOFF_MEMORY:
+            self._db_failures = 0
 
     def _on_database_error(self, exc: DBAPIError) -> None:
         """Back off and let the caller retry (the pool reconnects, pre-ping drops
@@ -280,6 +286,7 @@ class Worker:
         if self._db_failing_since is None:
             self._db_failing_since = now
         self._db_failures += 1
+        self._last_db_error = now
         self._resync = True
         failing = now - self._db_failing_since
         timeout = self.options.db_timeout
