@@ -13,8 +13,10 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from harness import Cluster, WorkerProcess, cluster_for_test, process_running
 from lifecycle_tasks import TASKS, audit_counts, create_audit_table
 
@@ -67,6 +69,22 @@ def wait_takeover(cluster: Cluster, old: str) -> tuple[str, float]:
 
     name = cluster.wait_for(successor, timeout=10, interval=0.01, what=f"a successor of {old}")
     return name, time.monotonic() - since
+
+
+def stop_between_beats(cluster: Cluster, worker: WorkerProcess) -> None:
+    """SIGSTOP `worker` 0.2 s after a heartbeat of its committed (its next beat or
+    lease renewal comes 0.5 s after one)."""
+    W = cluster.sched.tables.scheduler_worker
+    query = sa.select(W.c.last_heartbeat).where(W.c.worker_name == worker.name)
+
+    def beat() -> Any:
+        with cluster.sched.store.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    before = beat()
+    cluster.wait_for(lambda: beat() != before or None, timeout=5, interval=0.005, what="a beat")
+    time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGSTOP)
 
 
 def role_changes(worker: WorkerProcess) -> list[str]:
@@ -132,8 +150,10 @@ def test_stalled_ticker_hands_over_and_steps_down_when_it_wakes(
     (other,) = set(workers) - {first}
     stalled = workers[first]
 
-    # two heartbeats stopped: past its lease, short of being taken for dead
-    os.kill(stalled.pid, signal.SIGSTOP)
+    # two heartbeats stopped: past its lease, short of being taken for dead. Stopped
+    # between two of its beats: a ticker paused inside its heartbeat transaction holds
+    # the worker rows' locks, and the others' heartbeats wait for it (operations.md)
+    stop_between_beats(cluster, stalled)
     try:
         successor, took = wait_takeover(cluster, first)
         time.sleep(max(0.0, 2 * HEARTBEAT - took))
