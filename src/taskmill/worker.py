@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
+import select
 import signal
 import time
 from collections import deque
@@ -598,31 +598,27 @@ class Worker:
         deadline = run.t0 + timeout
         if task.sync_output:
             self._mark_running(run)
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.child.fileno(), selectors.EVENT_READ, "child")
-            selector.register(self._wake_r, selectors.EVENT_READ, "signal")
-            if self.listener is not None:
-                selector.register(self.listener.fileno(), selectors.EVENT_READ, "ring")
-            while True:
-                outcome = self._wait_step(run, selector, deadline)
-                if outcome is not None:
-                    return outcome
+        fds = {self.child.fileno(): "child", self._wake_r: "signal"}
+        if self.listener is not None:
+            fds[self.listener.fileno()] = "ring"
+        while True:
+            outcome = self._wait_step(run, fds, deadline)
+            if outcome is not None:
+                return outcome
 
-    def _wait_step(
-        self, run: Running, selector: selectors.BaseSelector, deadline: float
-    ) -> Outcome | None:
+    def _wait_step(self, run: Running, fds: Mapping[int, str], deadline: float) -> Outcome | None:
         now = time.monotonic()
         wake_at = min(deadline, self.stop_deadline)
         if not run.marked:
             wake_at = min(wake_at, run.t0 + self.options.mark_running_after)
         else:
             wake_at = min(wake_at, self.next_beat, run.next_check)
-        for key, _ in selector.select(max(0.0, wake_at - now)):
-            if key.data == "child":
+        for source in _ready(fds, wake_at - now):
+            if source == "child":
                 outcome = self._on_child_message(run)
                 if outcome is not None:
                     return outcome
-            elif key.data == "ring" and self.listener is not None:
+            elif source == "ring" and self.listener is not None:
                 self.listener.drain()
                 if self.listener.take_control():
                     self._woken = True
@@ -872,26 +868,34 @@ class Worker:
 
     # ---------------------------------------------------------------- idle
     def _idle(self, timeout: float) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._wake_r, selectors.EVENT_READ, "signal")
-            if self.listener is not None:
-                selector.register(self.listener.fileno(), selectors.EVENT_READ, "ring")
-            for key, _ in selector.select(max(0.0, timeout)):
-                if key.data == "ring" and self.listener is not None:
-                    self._idle_rung = self.listener.drain() > 0
-                else:
-                    self._drain_wake_pipe()
+        fds = {self._wake_r: "signal"}
+        if self.listener is not None:
+            fds[self.listener.fileno()] = "ring"
+        for source in _ready(fds, timeout):
+            if source == "ring" and self.listener is not None:
+                self._idle_rung = self.listener.drain() > 0
+            else:
+                self._drain_wake_pipe()
 
     def _sleep(self, seconds: float) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            if selector.select(seconds):
-                self._drain_wake_pipe()
+        if _ready({self._wake_r: "signal"}, seconds):
+            self._drain_wake_pipe()
 
     def _drain_wake_pipe(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 512):
                 pass
+
+
+def _ready(fds: Mapping[int, str], timeout: float) -> list[str]:
+    """The names of the descriptors readable (or closed: a dead child) within
+    `timeout` seconds. One poll() call: a selector per wait would cost an epoll
+    instance made and closed for every task."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    # poll() takes an int of milliseconds: cap a far deadline (a timeout of years)
+    return [fds[fd] for fd, _ in poller.poll(min(max(0.0, timeout), 86_400.0) * 1000.0)]
 
 
 def _describe(exc: DBAPIError) -> str:

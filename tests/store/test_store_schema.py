@@ -4,6 +4,7 @@ that web2py created are adopted by create_tables."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,6 +176,12 @@ def test_large_result_is_stored_whole(sched: Scheduler) -> None:
 
 
 # ------------------------------------------------------------------ create_tables
+
+
+def test_task_fields_follow_the_tables_column_order() -> None:
+    # Store._task builds claimed rows positionally (Task(*row)) on this promise
+    columns = list(metadata.tables["scheduler_task"].c.keys())
+    assert [f.name for f in fields(Task)] == columns
 
 
 def test_create_tables_makes_the_four_tables(bare_store: Store) -> None:
