@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -20,7 +20,11 @@ from taskmill.errors import ConfigurationError, TaskmillError
 from taskmill.groups import format_groups, parse_groups, split_cli_groups
 from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES
 from taskmill.records import Task, TaskReport
-from taskmill.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    # imported where used: `taskmill worker -n N` only starts the workers, and
+    # importing SQLAlchemy first would delay them by most of a second
+    from taskmill.scheduler import Scheduler
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -35,6 +39,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def open_scheduler(app: str | None, db: str | None) -> Scheduler:
+    from taskmill.scheduler import Scheduler
+
     try:
         if app:
             return load_app(app)
@@ -197,7 +203,7 @@ def worker(
 ) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
     from taskmill.pool import create_worker
-    from taskmill.supervisor import Supervisor
+    from taskmill.supervisor import Supervisor, default_worker_name
     from taskmill.worker import WorkerOptions
 
     bad = [g for g in groups if not g or "|" in g]
@@ -224,7 +230,7 @@ def worker(
             args += [f"--{option.replace('_', '-')}", str(value)]
         for group in served or []:
             args += ["-g", group]
-        base = name or Scheduler.default_worker_name()
+        base = name or default_worker_name()
         sys.exit(Supervisor(args, count, base).run())
     scheduler = open_scheduler(app, None)
     options = WorkerOptions(

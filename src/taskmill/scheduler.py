@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ColumnElement, Connection, Engine, false
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from taskmill.concurrency import Pool
 from taskmill.errors import ConfigurationError, InvalidReference
@@ -25,7 +23,11 @@ from taskmill.records import Queued, QueuedMany, Run, Task, TaskReport, Worker, 
 from taskmill.schema import Tables, scheduler_task, tables
 from taskmill.states import WorkerStatus
 from taskmill.store import Store, open_store
+from taskmill.supervisor import default_worker_name
 from taskmill.validation import MAX_INT, QUEUE_KEYWORDS, TaskValidator, encode_json
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session  # the ORM is imported only by callers that use it
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,7 @@ class Scheduler:
 
     @staticmethod
     def default_worker_name() -> str:
-        import os
-
-        return f"{socket.gethostname()}#{os.getpid()}"
+        return default_worker_name()
 
     # ----------------------------------------------------------------- queue
     def queue_task(
@@ -311,6 +311,8 @@ class Scheduler:
 def _connection_of(db: Connection | Session | None) -> Connection | None:
     if db is None or isinstance(db, Connection):
         return db
+    from sqlalchemy.orm import Session
+
     if isinstance(db, Session):
         return db.connection()
     raise TypeError(f"db must be a SQLAlchemy Connection or Session, not {type(db).__name__}")

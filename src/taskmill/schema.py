@@ -11,10 +11,12 @@ retyping names.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     CHAR,
+    JSON,
     BindParameter,
     Column,
     ColumnElement,
@@ -29,7 +31,6 @@ from sqlalchemy import (
     cast,
     literal_column,
 )
-from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -126,14 +127,36 @@ class JsonText(TypeDecorator[str]):
     cache_ok = True
 
     def bind_expression(self, bindvalue: BindParameter[str]) -> ColumnElement[str] | None:
-        return cast(bindvalue, postgresql.JSON)
+        return cast(bindvalue, JSON)
 
     def column_expression(self, column: ColumnElement[str]) -> ColumnElement[str] | None:
         return cast(column, Text)
 
 
-#: datetimes keep microseconds on every backend (MySQL's plain DATETIME drops them)
-Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+def _is_mysql(dialect: Dialect) -> bool:
+    return dialect.name in ("mysql", "mariadb")
+
+
+# The MariaDB/MySQL types below are chosen in load_dialect_impl rather than with
+# with_variant(mysql.X()), which would import the MySQL dialect into every process
+# that imports the schema (task children, SQLite workers): 0.1 s of start-up each.
+
+
+class _Timestamp(TypeDecorator[datetime]):
+    """Datetimes keep microseconds on every backend (MySQL's plain DATETIME drops them)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if _is_mysql(dialect):
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+
+Timestamp = _Timestamp()
 
 
 class ExactName(TypeDecorator[str]):
@@ -153,10 +176,12 @@ class ExactName(TypeDecorator[str]):
         self.length = length
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name in ("mysql", "mariadb"):
+        if _is_mysql(dialect):
+            from sqlalchemy.dialects.mysql import VARCHAR
+
             nopad = getattr(dialect, "is_mariadb", False) or dialect.name == "mariadb"
             collation = "utf8mb4_nopad_bin" if nopad else "utf8mb4_bin"
-            return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=collation))
+            return dialect.type_descriptor(VARCHAR(self.length, collation=collation))
         return dialect.type_descriptor(String(self.length))
 
 
@@ -164,8 +189,21 @@ def Name(length: int) -> Any:
     return ExactName(length)
 
 
-#: MySQL's TEXT stops at 64 kB; results and arguments may be larger
-LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+class _LongText(TypeDecorator[str]):
+    """MySQL's TEXT stops at 64 kB; results and arguments may be larger."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if _is_mysql(dialect):
+            from sqlalchemy.dialects.mysql import LONGTEXT
+
+            return dialect.type_descriptor(LONGTEXT())
+        return dialect.type_descriptor(Text())
+
+
+LongText = _LongText()
 
 metadata = MetaData()
 

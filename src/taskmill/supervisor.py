@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,11 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 SUPERVISOR_ENV = "TASKMILL_SUPERVISOR_PID"
+
+
+def default_worker_name() -> str:
+    """host#pid, web2py's worker name (`-n N` appends -1 ... -N)."""
+    return f"{socket.gethostname()}#{os.getpid()}"
 
 
 class Supervisor:
