@@ -288,7 +288,8 @@ def serve(
     The worker may hand several over in advance. Before starting each one the
     child reads everything that has arrived, so a "hold" (the worker is checking
     whether the tasks it sent are still wanted) stops it before the next task, and
-    the "release" that follows names the tasks to drop (stopped meanwhile).
+    the "release" that follows names the tasks to drop (stopped meanwhile). A task
+    reached after its `start_by` is asked about first ("ask", answered likewise).
     """
     runner = runner or TaskRunner(registry, channel, manager)
     pending: deque[dict[str, Any]] = deque()
@@ -308,7 +309,16 @@ def serve(
                 for dropped in [m for m in pending if m.get("id") in skip]:
                     pending.remove(dropped)
                     channel.send({"type": "skipped", "id": dropped.get("id")})
+                for waiting in pending:  # checked just now: a new deadline to start by
+                    waiting["start_by"] = message.get("start_by")
         if held or not pending:
+            continue
+        start_by = pending[0].get("start_by")
+        if isinstance(start_by, float) and time.monotonic() > start_by:
+            # handed over ahead a while ago: the worker may have been too starved of
+            # CPU to pass on a stop_task; it answers with a "release" (see above)
+            channel.send({"type": "ask", "id": pending[0].get("id")})
+            held = True
             continue
         message = pending.popleft()
         started_at = time.time()

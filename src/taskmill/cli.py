@@ -133,11 +133,11 @@ def main(ctx: click.Context, log_level: str, local_time: bool) -> None:
 @click.option(
     "--prefetch",
     type=click.IntRange(1, 256),
-    default=1,
+    default=16,
     show_default=True,
-    help="hand up to N millisecond tasks to the child ahead of time, so it runs them back "
-    "to back while the worker records results (faster for tiny tasks; a stop_task may "
-    "then miss a few already handed over when the machine is starved of CPU)",
+    help="hand up to N millisecond tasks (at most 5 ms of work) to the child ahead of time, "
+    "so it runs them back to back while the worker records results; 1 hands tasks over "
+    "one at a time",
 )
 @click.option(
     "--db-timeout",

@@ -125,7 +125,10 @@ class ChildProcess:
             raise BrokenPipeError("the task child is not running")
         send_message(self.sock, message)
 
-    def send_task(self, task: Task) -> None:
+    def send_task(self, task: Task, *, start_by: float | None = None) -> None:
+        """`start_by` (time.monotonic(), one clock for all processes of the host):
+        a task handed over ahead that the child reaches later is started only
+        after the worker says it is still wanted (see Worker._top_up)."""
         self.send(
             {
                 "type": "run",
@@ -136,6 +139,7 @@ class ChildProcess:
                 "args": task.args,
                 "vars": task.vars,
                 "sync_output": task.sync_output or 0,
+                "start_by": start_by,
             }
         )
 

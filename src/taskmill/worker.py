@@ -67,11 +67,13 @@ class WorkerOptions:
     grace: float = 30.0  # seconds a stopping worker lets its running task finish
     mark_running_after: float = 0.05  # a task running this long is marked RUNNING
     max_batch: int = 50  # most tasks claimed in one transaction
-    # millisecond tasks handed to the child ahead of time (1 = none), so it runs
-    # them back to back while this process records results; see _recheck_sent.
-    # Off by default: under CPU starvation the child can run several handed-over
-    # tasks before the worker's "hold" reaches it after a stop_task
-    pipeline_depth: int = 1
+    # most millisecond tasks handed to the child ahead of time (1 = none), so it
+    # runs them back to back while this process records results; see _top_up
+    pipeline_depth: int = 16
+    # a task handed over ahead starts without asking only this soon after it was
+    # sent: later (the worker was starved of CPU and may have missed a stop_task),
+    # the child asks first, see _recheck_sent. Also bounds the work sent ahead.
+    handover_window: float = 0.005
     claim_window: float = 0.02  # claim about this many seconds of work at once
     status_check_every: float = 1.0  # re-read a long task's row (stop_task) this often
     db_timeout: float = 60.0  # give up (exit 3) after the database failed this long
@@ -432,21 +434,28 @@ class Worker:
     def _pipeline_depth(self) -> int:
         """How many tasks the child may hold at once. Millisecond tasks are sent
         ahead so the child runs them back to back while this process records
-        results, instead of both taking turns; slow ones go one at a time, so
-        none waits behind a long task that another worker could have taken."""
-        if self.stopping or self.disabled or not 0 < self.avg_duration < 0.005:
+        results, instead of both taking turns (a third fewer CPU cycles per task);
+        no more than handover_window of work, so none waits behind a long task
+        that another worker could have taken."""
+        window = self.options.handover_window
+        if self.stopping or self.disabled or not 0 < self.avg_duration < window:
             return 1
         if self.listener is None or not self.store.wakeups_complete:
             # rings may never come on this backend (MariaDB/MySQL), so nothing would
             # tell us to re-check tasks already handed over: hand over one at a time
             return 1
-        return self.options.pipeline_depth
+        return max(1, min(self.options.pipeline_depth, int(window / self.avg_duration)))
 
     def _top_up(self) -> None:
+        """Hand tasks over ahead, each to be started within handover_window: a
+        stop_task reaches us as a ring, and we hold the child at once, so a task
+        the child starts in time was not stopped before we could have known. If
+        we are slow to look (starved of CPU), the child asks before a late start."""
         depth = self._pipeline_depth()
+        start_by = time.monotonic() + self.options.handover_window
         while self.batch and len(self.sent) < depth:
             task = self.batch.popleft()
-            self.child.send_task(task)
+            self.child.send_task(task, start_by=start_by)
             self.sent.append(task)
 
     def _take_back_unstarted(self) -> None:
@@ -641,11 +650,13 @@ class Worker:
         self._db_quiet(self.maybe_heartbeat)
         return None
 
-    def _recheck_sent(self, run: Running) -> None:
+    def _recheck_sent(self, run: Running, *, asked: bool = False) -> None:
         """Tasks handed to the child in advance may have been stopped since: hold
-        the child before its next task, look, and tell it which ones to drop, so
-        stop_task keeps them from starting (as it does for the claimed batch)."""
-        self.child.send({"type": "hold"})
+        the child before its next task (unless it `asked`, holding itself), look,
+        and tell it which ones to drop, so stop_task keeps them from starting (as
+        it does for the claimed batch), and give the rest a new start-by time."""
+        if not asked:
+            self.child.send({"type": "hold"})
         skip: list[int] = []
         try:
             statuses = self.store.task_statuses([t.id for t in (*self.sent, *self.batch)])
@@ -659,7 +670,8 @@ class Worker:
         except _DB_ERRORS as exc:
             log.warning("worker %s: cannot re-check tasks sent ahead: %s", self.name, exc)
         finally:
-            self.child.send({"type": "release", "skip": skip})
+            start_by = time.monotonic() + self.options.handover_window
+            self.child.send({"type": "release", "skip": skip, "start_by": start_by})
 
     def _on_child_message(self, run: Running) -> Outcome | None:
         message = self.child.receive()
@@ -715,6 +727,10 @@ class Worker:
             if run.run_id is not None:
                 run_id = run.run_id
                 self._db_quiet(lambda: self.store.save_output(run_id, run.output))
+        elif kind == "ask":
+            # the child is about to start a task handed over a while ago: we were
+            # slow to run, so a stop_task may have reached the table unseen
+            self._recheck_sent(run, asked=True)
         elif kind == "need_run_id":
             self._db_quiet(lambda: self._mark_running(run))
             self.child.send({"type": "run_id", "run_id": run.run_id})

@@ -1,0 +1,117 @@
+"""The task child's side of the protocol: tasks handed over ahead, hold, ask, release.
+
+The child runs in a thread of this process (serve() over a socketpair), so each step
+of the exchange is observed exactly, as the worker would see it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from taskmill.child import Channel, serve
+from taskmill.protocol import recv_message, send_message
+
+
+class ChildThread:
+    def __init__(self) -> None:
+        self.ran: list[int] = []
+        self.worker, self.child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.worker.settimeout(5)
+        registry = {"note": self.note}
+        channel = Channel(self.child)
+        self.thread = threading.Thread(target=serve, args=(channel, registry), daemon=True)
+        self.thread.start()
+
+    def note(self, number: int) -> None:
+        self.ran.append(number)
+
+    def send(self, message: dict[str, Any]) -> None:
+        send_message(self.worker, message)
+
+    def run(self, task_id: int, start_by: float | None) -> None:
+        self.send(
+            {
+                "type": "run",
+                "id": task_id,
+                "function": "note",
+                "args": f"[{task_id}]",
+                "vars": "{}",
+                "start_by": start_by,
+            }
+        )
+
+    def receive(self) -> dict[str, Any]:
+        message = recv_message(self.worker)
+        assert message is not None
+        return message
+
+    def nothing_arrives(self, within: float = 0.2) -> bool:
+        self.worker.settimeout(within)
+        try:
+            return recv_message(self.worker) is None
+        except TimeoutError:
+            return True
+        finally:
+            self.worker.settimeout(5)
+
+
+@pytest.fixture
+def child() -> Iterator[ChildThread]:
+    running = ChildThread()
+    yield running
+    running.send({"type": "exit"})
+    running.thread.join(5)
+    running.worker.close()
+    running.child.close()
+
+
+def test_tasks_handed_over_ahead_in_time_run_in_order_without_asking(child: ChildThread) -> None:
+    soon = time.monotonic() + 60
+    for task_id in (1, 2, 3):
+        child.run(task_id, start_by=soon)
+    reports = [child.receive() for _ in range(3)]
+    assert [(r["type"], r["id"], r["status"]) for r in reports] == [
+        ("done", 1, "COMPLETED"),
+        ("done", 2, "COMPLETED"),
+        ("done", 3, "COMPLETED"),
+    ]
+    assert child.ran == [1, 2, 3]
+
+
+def test_a_task_reached_after_its_start_by_is_asked_about_before_it_starts(
+    child: ChildThread,
+) -> None:
+    past = time.monotonic() - 1
+    child.run(7, start_by=past)
+    child.run(8, start_by=past)
+    assert child.receive() == {"type": "ask", "id": 7}
+    assert child.nothing_arrives()  # held: nothing runs until the worker answers
+    assert child.ran == []
+    # task 7 was stopped meanwhile; task 8 gets a new deadline with the release
+    child.send({"type": "release", "skip": [7], "start_by": time.monotonic() + 60})
+    assert child.receive() == {"type": "skipped", "id": 7}
+    done = child.receive()
+    assert (done["type"], done["id"]) == ("done", 8)
+    assert child.ran == [8]
+
+
+def test_a_task_without_start_by_never_asks(child: ChildThread) -> None:
+    child.run(3, start_by=None)
+    done = child.receive()
+    assert (done["type"], done["id"], done["status"]) == ("done", 3, "COMPLETED")
+
+
+def test_hold_stops_the_child_before_its_next_task_until_release(child: ChildThread) -> None:
+    child.send({"type": "hold"})
+    child.run(5, start_by=time.monotonic() + 60)
+    assert child.nothing_arrives()
+    assert child.ran == []
+    child.send({"type": "release", "skip": [], "start_by": time.monotonic() + 60})
+    done = child.receive()
+    assert (done["type"], done["id"]) == ("done", 5)
