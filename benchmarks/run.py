@@ -64,7 +64,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -85,9 +84,11 @@ from taskmill import Scheduler
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE / "peers"))  # for common.py, shared with the peers' harness
 
 import databases  # noqa: E402
 import sql_baseline  # noqa: E402
+from common import Procs  # noqa: E402
 from databases import Backend, Db  # noqa: E402
 
 DEFAULT_JSON = HERE / "out" / "results.json"
@@ -387,55 +388,6 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class Procs:
-    """Processes a workload started; always stopped by `stop` (SIGTERM, then SIGKILL)."""
-
-    items: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        with log.open("ab") as out:
-            self.items.append(
-                subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.items]
-
-    def running(self) -> bool:
-        return any(p.poll() is None for p in self.items)
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        for process in self.items:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                return False
-        return True
-
-    def stop(self, timeout: float = 20.0) -> None:
-        for process in self.items:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        if not self.wait(timeout):
-            for process in self.items:
-                if process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
 
 
 @contextlib.contextmanager
