@@ -84,11 +84,12 @@ from taskmill import Scheduler
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE / "peers"))  # for common.py, shared with the peers' harness
+sys.path.insert(1, str(HERE / "peers"))  # common.py: helpers shared with the peers' harness
 
 import databases  # noqa: E402
 import sql_baseline  # noqa: E402
-from common import Procs  # noqa: E402
+from common import Procs, crossing, fmt, percentile  # noqa: E402
+from common import pace as paced  # noqa: E402
 from databases import Backend, Db  # noqa: E402
 
 DEFAULT_JSON = HERE / "out" / "results.json"
@@ -230,27 +231,6 @@ _T0 = time.perf_counter()
 def say(message: str) -> None:
     """A progress line (stderr, so that stdout holds only the report)."""
     print(f"[{time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value != value:  # NaN
-        return "-"
-    if isinstance(value, int | float):
-        return f"{value:,.{digits}f}"
-    return str(value)
 
 
 # ------------------------------------------------------------------------- machine info
@@ -677,16 +657,7 @@ class DrainWatch:
     server_after: dict[int, float] = field(default_factory=dict)
 
     def crossing(self, target: float) -> float | None:
-        """When the completed count reached `target` (linear between polls)."""
-        previous = (0.0, 0)
-        for sample in self.samples:
-            if sample[1] >= target:
-                (t0, n0), (t1, n1) = previous, sample
-                if n1 == n0:
-                    return t1
-                return t0 + (target - n0) / (n1 - n0) * (t1 - t0)
-            previous = sample
-        return None
+        return crossing(self.samples, target)
 
     def figures(self) -> dict[str, Any]:
         done = self.samples[-1][1] if self.samples else 0
@@ -986,17 +957,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def pace(count_: int, every: float, enqueue: Callable[[], int]) -> list[tuple[int, float, float]]:
-    """Call `enqueue` every `every` seconds; (task id, time before, time after) each."""
-    sent = []
-    began = time.perf_counter()
-    for index in range(count_):
-        delay = began + index * every - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        before = time.time()
-        task_id = enqueue()
-        sent.append((task_id, before, time.time()))
-    return sent
+    """Call `enqueue` every `every` seconds, paced as the peers' pickups are;
+    (task id, time before, time after) each."""
+    ids: list[int] = []
+    sent = paced(count_, every, lambda _: ids.append(enqueue()))
+    return [(task_id, before, after) for task_id, (before, after) in zip(ids, sent, strict=True)]
 
 
 def run_starts(db: Db) -> dict[int, float]:
