@@ -64,7 +64,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -85,9 +84,12 @@ from taskmill import Scheduler
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE / "peers"))  # common.py: helpers shared with the peers' harness
 
 import databases  # noqa: E402
 import sql_baseline  # noqa: E402
+from common import Procs, crossing, fmt, percentile  # noqa: E402
+from common import pace as paced  # noqa: E402
 from databases import Backend, Db  # noqa: E402
 
 DEFAULT_JSON = HERE / "out" / "results.json"
@@ -231,27 +233,6 @@ def say(message: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value != value:  # NaN
-        return "-"
-    if isinstance(value, int | float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
 # ------------------------------------------------------------------------- machine info
 def _read(path: str) -> str:
     try:
@@ -387,55 +368,6 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class Procs:
-    """Processes a workload started; always stopped by `stop` (SIGTERM, then SIGKILL)."""
-
-    items: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        with log.open("ab") as out:
-            self.items.append(
-                subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.items]
-
-    def running(self) -> bool:
-        return any(p.poll() is None for p in self.items)
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        for process in self.items:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                return False
-        return True
-
-    def stop(self, timeout: float = 20.0) -> None:
-        for process in self.items:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        if not self.wait(timeout):
-            for process in self.items:
-                if process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
 
 
 @contextlib.contextmanager
@@ -725,16 +657,7 @@ class DrainWatch:
     server_after: dict[int, float] = field(default_factory=dict)
 
     def crossing(self, target: float) -> float | None:
-        """When the completed count reached `target` (linear between polls)."""
-        previous = (0.0, 0)
-        for sample in self.samples:
-            if sample[1] >= target:
-                (t0, n0), (t1, n1) = previous, sample
-                if n1 == n0:
-                    return t1
-                return t0 + (target - n0) / (n1 - n0) * (t1 - t0)
-            previous = sample
-        return None
+        return crossing(self.samples, target)
 
     def figures(self) -> dict[str, Any]:
         done = self.samples[-1][1] if self.samples else 0
@@ -1034,17 +957,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def pace(count_: int, every: float, enqueue: Callable[[], int]) -> list[tuple[int, float, float]]:
-    """Call `enqueue` every `every` seconds; (task id, time before, time after) each."""
-    sent = []
-    began = time.perf_counter()
-    for index in range(count_):
-        delay = began + index * every - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        before = time.time()
-        task_id = enqueue()
-        sent.append((task_id, before, time.time()))
-    return sent
+    """Call `enqueue` every `every` seconds, paced as the peers' pickups are;
+    (task id, time before, time after) each."""
+    ids: list[int] = []
+    sent = paced(count_, every, lambda _: ids.append(enqueue()))
+    return [(task_id, before, after) for task_id, (before, after) in zip(ids, sent, strict=True)]
 
 
 def run_starts(db: Db) -> dict[int, float]:

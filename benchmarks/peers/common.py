@@ -181,7 +181,8 @@ def memory_kib(pids: Sequence[int]) -> dict[str, int]:
 # --------------------------------------------------------------------------- processes
 class Procs:
     """Worker processes of one workload, each in its own session so that stopping one
-    takes its children (task processes, pools) with it."""
+    takes its children (task processes, pools) with it. benchmarks/run.py uses this one
+    too (it is standard library only), so taskmill and its peers are stopped alike."""
 
     def __init__(self) -> None:
         self.items: list[subprocess.Popen[bytes]] = []
@@ -209,19 +210,27 @@ class Procs:
     def running(self) -> bool:
         return any(p.poll() is None for p in self.items)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        for process in self.items:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
+    def wait(self, timeout: float) -> bool:
+        """False when one is still running after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         for process in self.items:
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                pass
+                return False
+        return True
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, `timeout` seconds to leave (a taskmill worker lets its running
+        tasks finish), then SIGKILL to every session."""
         for process in self.items:
-            # the whole session: a pool child left behind would skew the next workload
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        self.wait(timeout)
+        for process in self.items:
+            # the whole session, even once its leader has left: a pool child left
+            # behind would skew the next workload
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()

@@ -58,6 +58,8 @@ class Served:
     url: str
     sched: Scheduler
     workdir: Path
+    #: to start another worker in a test; stopped with the others at the end
+    processes: Processes
 
 
 class Processes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -97,7 +98,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iter
 
         wait_until(dashboard_up, 20, "the dashboard to answer")
         wait_until(lambda: len(sched.get_workers()) == WORKERS, 20, "the workers to beat")
-        yield Served(url=url, sched=sched, workdir=workdir)
+        yield Served(url=url, sched=sched, workdir=workdir, processes=processes)
     except BaseException:
         sys.stderr.write(processes.logs())
         raise
@@ -188,6 +189,46 @@ def test_overview_updates_live(admin_page: Any, served: Served) -> None:
     wait_until(lambda: int(completed.inner_text()) > before, 20, "the COMPLETED count to grow")
     assert page.evaluate("window.__notReloaded") is True
     assert page.locator("tr[data-worker]").count() == 2
+
+
+def test_overview_shows_every_running_task_of_a_pool_worker(
+    admin_page: Any, served: Served
+) -> None:
+    """A `--concurrency 3` worker runs three tasks at once: the overview links to all
+    three, both when the live update draws them and when the server does."""
+    page, sched = admin_page, served.sched
+    name = "browser-pool-worker"
+    worker = served.processes.start(
+        "pool-worker", "worker", "--app", APP, "--name", name, "-g", "pool", "--concurrency", "3"
+    )
+    wait_until(lambda: name in sched.get_workers(), 20, "the pool worker to beat")
+    page.goto(f"{served.url}/")  # a worker that came after the page shows on a reload
+    cell = page.locator(f'tr[data-worker="{name}"] [data-field="current_tasks"]')
+    expect(cell).to_have_text("(0 of 3 slots busy, processes)")
+    page.evaluate("window.__notReloaded = true")
+    ids = [sched.queue_task("slow", [60], group_name="pool", timeout=120).id or 0 for _ in range(3)]
+    links = cell.locator("a")
+
+    def shown() -> dict[str, str | None]:
+        return {a.inner_text(): a.get_attribute("href") for a in links.all()}
+
+    expected = {str(i): f"{served.url}/tasks/{i}" for i in ids}
+    wait_until(lambda: shown() == expected, 30, "the three running tasks to show")
+    expect(cell).to_contain_text("(3 of 3 slots busy, processes)")
+    assert page.evaluate("window.__notReloaded") is True
+    page.reload()
+    assert shown() == expected
+    links.first.click()
+    page.wait_for_url(re.compile(r"/tasks/\d+$"))
+    assert int(page.url.rsplit("/", 1)[1]) in ids
+    # leave two workers for the tests after this one
+    for task_id in ids:
+        sched.stop_task(task_id)
+    for task_id in ids:
+        wait_status(served, task_id, TaskStatus.STOPPED)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert name not in sched.get_workers()
 
 
 def test_stop_a_running_task(admin_page: Any, served: Served) -> None:

@@ -4,6 +4,7 @@ runs the queries behind them on PostgreSQL and MariaDB too)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -20,9 +21,12 @@ from dashboard_helpers import finish_run, parse_events, start_run
 from starlette.testclient import TestClient
 
 from taskmill import JobGraph, Scheduler, TaskStatus
+from taskmill.records import Task
 from taskmill.states import RunStatus
 from taskmill.store.audit import taskmill_audit
+from taskmill.validation import QUEUE_KEYWORDS
 from taskmill.web import create_app
+from taskmill.web.actions import CLONED_FIELDS, NOT_CLONED
 from taskmill.web.auth import Account, AuthConfig, Role, hash_password
 
 PASSWORD = "admin password here"
@@ -132,6 +136,7 @@ def test_clone_copies_function_arguments_and_schedule(
         retry_backoff=5,
         sync_output=2,
         priority=7,
+        prevent_drift=True,
         start_time=now + timedelta(hours=1),
         stop_time=now + timedelta(days=1),
     )
@@ -153,6 +158,7 @@ def test_clone_copies_function_arguments_and_schedule(
         "retry_backoff",
         "sync_output",
         "priority",
+        "prevent_drift",
         "start_time",
         "stop_time",
         "next_run_time",
@@ -164,6 +170,13 @@ def test_clone_copies_function_arguments_and_schedule(
     assert (action, target) == ("clone", f"task {original}")
     assert json.loads(detail or "")["clone"] == clone_id
     assert f"task {original} cloned as task {clone_id}" in client.get(f"/tasks/{clone_id}").text
+
+
+def test_every_cloned_field_is_a_task_field() -> None:
+    """CLONED_FIELDS is derived from queue_task's keywords: one that is not a column
+    (as `immediate` is not) must be named in NOT_CLONED, or every clone would fail."""
+    assert set(CLONED_FIELDS) <= {f.name for f in dataclasses.fields(Task)}
+    assert NOT_CLONED <= QUEUE_KEYWORDS
 
 
 def test_clone_of_a_finished_task_is_due_now_and_drops_a_passed_stop_time(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from starlette.testclient import TestClient
 from taskmill import Scheduler, TaskStatus, WorkerStatus
 from taskmill.debug import run_stored_task
 from taskmill.errors import ConfigurationError
+from taskmill.schema import scheduler_worker
 from taskmill.store.audit import taskmill_audit
 from taskmill.web import create_app
 from taskmill.web.auth import Account, AuthConfig, Role, hash_password, verify_password
@@ -351,6 +353,51 @@ def test_overview_shows_counts_per_status_and_group(
     assert "reports" in html
 
 
+class CurrentTasksCell(HTMLParser):
+    """The links and the text of one worker's "Current tasks" cell on the overview."""
+
+    def __init__(self, worker_name: str) -> None:
+        super().__init__()
+        self.worker_name = worker_name
+        self.in_row = self.in_cell = False
+        self.found = False
+        self.links: list[tuple[str, str]] = []
+        self.text = ""
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "tr":
+            self.in_row = attributes.get("data-worker") == self.worker_name
+        elif tag == "td" and self.in_row and attributes.get("data-field") == "current_tasks":
+            self.in_cell = self.found = True
+        elif tag == "a" and self.in_cell:
+            self._href = attributes.get("href")
+            self.links.append((self._href or "", ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self.in_cell = False
+        elif tag == "a":
+            self._href = None
+
+    def handle_data(self, data: str) -> None:
+        if not self.in_cell:
+            return
+        self.text += data
+        if self._href is not None:
+            href, text = self.links[-1]
+            self.links[-1] = (href, text + data)
+
+
+def current_tasks_cell(client: TestClient, worker_name: str) -> CurrentTasksCell:
+    cell = CurrentTasksCell(worker_name)
+    cell.feed(client.get("/").text)
+    assert cell.found, f"no current tasks cell for {worker_name}"
+    cell.text = " ".join(cell.text.split())
+    return cell
+
+
 def test_overview_lists_workers_with_heartbeat_age(
     admin: tuple[TestClient, str], sched: Scheduler
 ) -> None:
@@ -361,9 +408,15 @@ def test_overview_lists_workers_with_heartbeat_age(
     assert worker["name"] == "host#1"
     assert worker["alive"] is True
     assert worker["current_task"] == 7
-    assert (worker["current_tasks"], worker["concurrency"]) == ([7], 1)
+    assert (worker["current_tasks"], worker["concurrency"], worker["pool"]) == (
+        [7],
+        1,
+        "processes",
+    )
     assert 0 <= worker["heartbeat_age"] < 5
-    assert "host#1" in client.get("/").text
+    # a one-at-a-time worker (or a pre-pool one) has no slots to count
+    cell = current_tasks_cell(client, "host#1")
+    assert (cell.links, cell.text) == ([("http://testserver/tasks/7", "7")], "7")
 
 
 def test_overview_lists_every_running_task_of_a_pool_worker(
@@ -373,11 +426,61 @@ def test_overview_lists_every_running_task_of_a_pool_worker(
     stats = {"current_task": 7, "current_tasks": [7, 8, 9], "concurrency": 4, "pool": "threads"}
     sched.store.register_worker("host#2", ["main"], stats, 9)
     [worker] = client.get("/api/overview").json()["workers"]
-    assert (worker["current_tasks"], worker["concurrency"], worker["pool"]) == (
-        [7, 8, 9],
-        4,
-        "threads",
+    assert (worker["current_task"], worker["current_tasks"]) == (7, [7, 8, 9])
+    assert (worker["concurrency"], worker["pool"]) == (4, "threads")
+    [listed] = client.get("/api/workers").json()["workers"]
+    assert (listed["current_tasks"], listed["concurrency"]) == ([7, 8, 9], 4)
+    cell = current_tasks_cell(client, "host#2")
+    assert cell.links == [(f"http://testserver/tasks/{i}", str(i)) for i in (7, 8, 9)]
+    assert cell.text == "7, 8, 9 (3 of 4 slots busy, threads)"
+
+
+def test_overview_shows_an_idle_pool_worker_and_a_web2py_worker(
+    admin: tuple[TestClient, str], sched: Scheduler
+) -> None:
+    client, _ = admin
+    idle = {"current_task": None, "current_tasks": [], "concurrency": 8, "pool": "processes"}
+    sched.store.register_worker("pool#1", ["main"], idle, 9)
+    # what web2py's worker writes: no current task at all
+    sched.store.register_worker("web2py#1", ["main"], {"status": "ACTIVE", "total": 5}, 9)
+    workers = {w["name"]: w for w in client.get("/api/overview").json()["workers"]}
+    assert (workers["pool#1"]["current_task"], workers["pool#1"]["current_tasks"]) == (None, [])
+    assert (workers["web2py#1"]["current_task"], workers["web2py#1"]["current_tasks"]) == (
+        None,
+        [],
     )
+    pool = current_tasks_cell(client, "pool#1")
+    assert (pool.links, pool.text) == ([], "(0 of 8 slots busy, processes)")
+    web2py = current_tasks_cell(client, "web2py#1")
+    assert (web2py.links, web2py.text) == ([], "")
+
+
+@pytest.mark.parametrize(
+    "stats",
+    [
+        {"current_tasks": [12, "13", None, True, -1, 2**70], "concurrency": "4", "pool": 3},
+        {"current_tasks": "12", "current_task": 12},
+        [12],
+    ],
+    ids=["junk-in-the-list", "not-a-list", "stats-not-an-object"],
+)
+def test_overview_leaves_out_what_cannot_be_a_task_id(
+    admin: tuple[TestClient, str], sched: Scheduler, stats: Any
+) -> None:
+    """worker_stats is JSON that other programs (web2py, a hand edit) may write."""
+    client, _ = admin
+    sched.store.register_worker("odd#1", ["main"], {}, 9)
+    with sched.store.transaction() as conn:
+        conn.execute(sa.update(scheduler_worker).values(worker_stats=json.dumps(stats)))
+    [worker] = client.get("/api/overview").json()["workers"]
+    shown = [12] if isinstance(stats, dict) else []
+    assert (worker["current_tasks"], worker["concurrency"], worker["pool"]) == (
+        shown,
+        1,
+        "processes",
+    )
+    cell = current_tasks_cell(client, "odd#1")
+    assert cell.links == [(f"http://testserver/tasks/{i}", str(i)) for i in shown]
 
 
 def test_task_list_filters(admin: tuple[TestClient, str], sched: Scheduler) -> None:

@@ -154,12 +154,23 @@ class PostgresStore(Store):
                 copy.write_row([fill(row) for _, fill in columns])
 
     @contextlib.contextmanager
-    def claim_transaction(self) -> Iterator[Connection]:
-        # the claim is one UPDATE ... RETURNING statement: atomic on its own, so
-        # autocommit saves the BEGIN and COMMIT round trips on every idle pickup
+    def _autocommit(self) -> Iterator[Connection]:
+        """A connection on which each statement is its own transaction: for work
+        that is atomic statement by statement, BEGIN and COMMIT are round trips
+        that buy nothing."""
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
+
+    def claim_transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        # A claim is UPDATE ... RETURNING, atomic on its own, so autocommit saves the
+        # BEGIN and COMMIT round trips on every idle pickup. A weighted claim (several
+        # groups with weights) is one such statement per group, each committed on its
+        # own. That needs no transaction around them either: each hands its rows to
+        # this worker whole, and the rows of the earlier ones, left ASSIGNED by a
+        # database error in a later one, are released when the worker resyncs after
+        # that error (or requeued by the ticker, if the worker died).
+        return self._autocommit()
 
     def _insert_own(self, row: dict[str, Any]) -> int:
         # One round trip instead of four (BEGIN, INSERT, NOTIFY, COMMIT): a single
@@ -170,8 +181,7 @@ class PostgresStore(Store):
         if statement is None:
             statement = self._insert_notify[keys] = _insert_and_notify(sorted(keys))
         params = {f"v_{key}": value for key, value in row.items()}
-        with self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self._autocommit() as conn:
             return int(conn.execute(statement, params).scalar_one())
 
     def _database_utc_now(self, conn: Connection) -> datetime | None:

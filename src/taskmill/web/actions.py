@@ -18,6 +18,7 @@ from taskmill.scheduler import Scheduler
 from taskmill.states import TaskStatus
 from taskmill.store.admin import RUN_AGAIN, AdminQueries, TaskFilter
 from taskmill.store.audit import AuditLog
+from taskmill.validation import QUEUE_KEYWORDS
 from taskmill.web.auth import Principal
 from taskmill.web.params import is_row_id
 
@@ -27,22 +28,16 @@ STARTING_ACTIONS = frozenset({"run-now", "clone", "requeue", "enable"})
 #: what the bulk form and POST /api/tasks/bulk accept, applied to each selected task
 BULK_ACTIONS = ("run-now", "clone", "stop", "requeue", "enable", "disable", "delete")
 MAX_BULK_IDS = 500
-#: the task fields a clone copies as they are (uuid, counters and times are fresh)
-CLONED_FIELDS = (
-    "task_name",
-    "group_name",
-    "application_name",
-    "repeats",
-    "period",
-    "prevent_drift",
-    "cronline",
-    "timeout",
-    "retry_failed",
-    "retry_backoff",
-    "sync_output",
-    "priority",
-    "broadcast",
+#: queue_task keywords a clone does not copy as they are: its uuid and first run are
+#: its own, start and stop times are copied only while ahead and the arguments as
+#: stored (see _clone), `immediate` is how a task was queued, not a field of it, and
+#: a clone of a disabled task is enabled
+NOT_CLONED = frozenset(
+    {"uuid", "next_run_time", "start_time", "stop_time", "args", "vars", "immediate", "enabled"}
 )
+#: the task fields a clone copies as they are: every other queue_task keyword, so that
+#: one queue_task learns is cloned without a second list to keep in step
+CLONED_FIELDS = tuple(sorted(QUEUE_KEYWORDS - NOT_CLONED))
 WORKER_ACTIONS = ("disable", "resume", "terminate", "kill")
 #: optional queue_task keywords the queue form and API accept, with their types
 QUEUE_OPTIONS: Mapping[str, type] = {

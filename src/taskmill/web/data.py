@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from taskmill.records import Run, Task, Worker
 from taskmill.scheduler import Scheduler
@@ -43,6 +43,22 @@ def iso(value: datetime | None) -> str | None:
 
 def seconds_between(later: datetime, earlier: datetime | None) -> float | None:
     return None if earlier is None else round((later - earlier).total_seconds(), 3)
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """A JSON true is a bool, which Python counts as the int 1: not task 1."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def running_task_ids(stats: dict[str, Any]) -> list[int]:
+    """The ids of the tasks a worker says it is running. A `--concurrency N` worker
+    reports them all in `current_tasks`; a one-at-a-time worker, an older taskmill or a
+    web2py worker has at most `current_task`. worker_stats is JSON any of them may
+    write, so what could not be a task id is left out rather than break the links."""
+    reported = stats.get("current_tasks")
+    if not isinstance(reported, list):
+        reported = [stats.get("current_task")]
+    return [value for value in reported if _is_int(value) and is_row_id(value)]
 
 
 class DashboardData:
@@ -117,9 +133,12 @@ class DashboardData:
         return [self.worker(w, now) for w in self.scheduler.store.list_workers()]
 
     def worker(self, worker: Worker, now: datetime) -> dict[str, Any]:
-        stats = worker.worker_stats or {}
+        # a hand-edited row may hold any JSON
+        stats = worker.worker_stats if isinstance(worker.worker_stats, dict) else {}
         age = seconds_between(now, worker.last_heartbeat)
-        current = stats.get("current_task")
+        running = running_task_ids(stats)
+        concurrency = stats.get("concurrency")
+        pool = stats.get("pool")
         return {
             "name": worker.worker_name,
             "status": worker.status,
@@ -128,11 +147,11 @@ class DashboardData:
             "last_heartbeat": iso(worker.last_heartbeat),
             "heartbeat_age": age,
             "alive": age is not None and age <= self.scheduler.dead_after,
-            "current_task": current,
-            # a `--concurrency N` worker runs several; older workers report one
-            "current_tasks": stats.get("current_tasks", [] if current is None else [current]),
-            "concurrency": stats.get("concurrency", 1),
-            "pool": stats.get("pool", "processes"),
+            # kept for API clients written before pools: the first of current_tasks
+            "current_task": running[0] if running else None,
+            "current_tasks": running,
+            "concurrency": concurrency if _is_int(concurrency) and concurrency > 0 else 1,
+            "pool": pool if isinstance(pool, str) else "processes",
             "total": stats.get("total", 0),
             "errors": stats.get("errors", 0),
         }

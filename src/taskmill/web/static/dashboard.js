@@ -112,6 +112,29 @@ function renderFailureRate(svg, buckets) {
   }
 }
 
+// A worker's running tasks as links to their pages, as overview.html draws them: all
+// of them for a `--concurrency N` worker, with how many of its slots are busy. Redrawn
+// only when they change, so that a link under the pointer is not replaced every poll.
+function renderCurrentTasks(td, w, tasksUrl) {
+  const ids = w.current_tasks || [];
+  const busy = w.concurrency > 1 ? "(" + ids.length + " of " + w.concurrency + " slots busy, " + w.pool + ")" : "";
+  const key = ids.join(",") + "|" + busy;
+  if (td.dataset.shown === key) return;
+  td.dataset.shown = key;
+  td.textContent = "";
+  ids.forEach((id, i) => {
+    if (i) td.appendChild(document.createTextNode(", "));
+    const a = document.createElement("a");
+    a.href = tasksUrl + "/" + encodeURIComponent(id);
+    a.textContent = String(id);
+    td.appendChild(a);
+  });
+  if (busy) {
+    td.appendChild(document.createTextNode(" "));
+    td.appendChild(cell(busy, "small")).className = "slots";
+  }
+}
+
 function renderOverview(root, data) {
   setText(root, '[data-field="now"]', data.now);
   Object.entries(data.statuses).forEach(([status, count]) =>
@@ -138,7 +161,8 @@ function renderOverview(root, data) {
     setText(tr, '[data-field="status"]', w.status);
     setText(tr, '[data-field="is_ticker"]', w.is_ticker ? "yes" : "");
     setText(tr, '[data-field="heartbeat_age"]', formatAge(w.heartbeat_age) + " ago");
-    setText(tr, '[data-field="current_task"]', w.current_task || "");
+    const running = tr.querySelector('[data-field="current_tasks"]');
+    if (running) renderCurrentTasks(running, w, root.dataset.tasksUrl);
     setText(tr, '[data-field="runs"]', w.total + " / " + w.errors);
   });
   const notice = document.getElementById("workers-changed");
