@@ -494,15 +494,17 @@ class Worker:
         once it commits (see _transaction), so a failed write loses nothing."""
         if not self.finished:
             return
-        lost = self.store.record_outcomes(conn, self.name, self.finished)
+        recorded = self.store.record_outcomes(conn, self.name, self.finished)
         self._recorded = len(self.finished)
-        for outcome in lost:
+        for outcome in recorded.lost:
             log.warning(
                 "worker %s: task %s was taken from us (stopped or requeued); run recorded only",
                 self.name,
                 outcome.task.id,
             )
-        if any(s.resolves_dependencies or o.requeue for o, s in self.finished):
+        # ring only when work was freed: a ring per batch would wake every busy
+        # worker of a drain for nothing
+        if recorded.unblocked or any(o.requeue for o, _ in self.finished):
             self._ring_after_commit = True
 
     @contextlib.contextmanager

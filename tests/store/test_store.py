@@ -24,6 +24,7 @@ from taskmill.records import Run, Task
 from taskmill.schema import scheduler_run, scheduler_task, scheduler_task_deps, scheduler_worker
 from taskmill.states import RunStatus, TaskStatus, WorkerStatus
 from taskmill.store import Store, open_store
+from taskmill.store.base import Recorded
 from taskmill.timing import to_storage
 
 T = scheduler_task
@@ -154,7 +155,7 @@ def finish(
     )
     settlement = settle(outcome, discard_results=False)
     with store.transaction() as conn:
-        return store.record_outcomes(conn, worker, [(outcome, settlement)])
+        return store.record_outcomes(conn, worker, [(outcome, settlement)]).lost
 
 
 # ------------------------------------------------------------------ claims
@@ -227,6 +228,33 @@ def test_claim_takes_task_whose_dependencies_are_done(store: Store) -> None:
     child = add_task(store, status="COMPLETED")
     add_dependency(store, parent, child, can_visit=True)
     assert claim(store) == [parent]
+
+
+def test_recording_the_last_dependency_says_it_unblocked_work(store: Store) -> None:
+    waiting = add_task(store)
+    needed = add_task(store)
+    add_dependency(store, waiting, needed, can_visit=False)
+    assert claim(store) == [needed]
+    outcome = Outcome(get_task(store, needed), RunStatus.COMPLETED, store.now(), store.now())
+    with store.transaction() as conn:
+        recorded = store.record_outcomes(
+            conn, "w1", [(outcome, settle(outcome, discard_results=False))]
+        )
+    assert recorded == Recorded(lost=[], unblocked=True)
+    assert claim(store) == [waiting]
+
+
+def test_recording_a_task_nothing_waits_for_unblocks_nothing(store: Store) -> None:
+    # workers ring idle workers only when a batch unblocked work, not on every batch
+    task_id = add_task(store)
+    assert claim(store) == [task_id]
+    outcome = Outcome(get_task(store, task_id), RunStatus.COMPLETED, store.now(), store.now())
+    with store.transaction() as conn:
+        recorded = store.record_outcomes(
+            conn, "w1", [(outcome, settle(outcome, discard_results=False))]
+        )
+    assert recorded == Recorded(lost=[], unblocked=False)
+    assert get_task(store, task_id).status == "COMPLETED"
 
 
 def test_claim_waits_for_every_dependency(store: Store) -> None:
@@ -638,7 +666,7 @@ def test_outcome_of_a_task_deleted_meanwhile_is_lost_without_error(store: Store)
         outcome = Outcome(task, RunStatus.COMPLETED, now, now, result="1")
         finished.append((outcome, settle(outcome, discard_results=False)))
     with store.transaction() as conn:
-        lost = store.record_outcomes(conn, "w1", finished)
+        lost = store.record_outcomes(conn, "w1", finished).lost
     assert [o.task.id for o in lost] == [task_id]
     assert runs(store, task_id) == []
     assert get_task(store, kept).status == "COMPLETED"
@@ -701,7 +729,7 @@ def test_batch_of_outcomes_is_recorded_in_one_transaction(store: Store) -> None:
         outcome = Outcome(task, RunStatus.COMPLETED, now, now, result=result)
         finished.append((outcome, settle(outcome, discard_results=False)))
     with store.transaction() as conn:
-        assert store.record_outcomes(conn, "w1", finished) == []
+        assert store.record_outcomes(conn, "w1", finished).lost == []
     assert [get_task(store, i).status for i in ids] == ["COMPLETED"] * 3
     assert [[r.run_result for r in runs(store, i)] for i in ids] == [["1"], [], ["3"]]
 
@@ -715,10 +743,10 @@ def test_outcome_written_again_after_its_commit_reply_was_lost_keeps_one_run_row
     outcome = Outcome(task, RunStatus.COMPLETED, now - timedelta(seconds=1), now, result="3")
     finished = [(outcome, settle(outcome, discard_results=False))]
     with store.transaction() as conn:
-        assert store.record_outcomes(conn, "w1", finished) == []
+        assert store.record_outcomes(conn, "w1", finished).lost == []
     # the worker never saw the commit succeed, so it writes the same outcome again
     with store.transaction() as conn:
-        assert store.record_outcomes(conn, "w1", finished) == [outcome]
+        assert store.record_outcomes(conn, "w1", finished).lost == [outcome]
     assert [(r.status, r.run_result) for r in runs(store, task_id)] == [("COMPLETED", "3")]
     assert get_task(store, task_id).times_run == 1
 

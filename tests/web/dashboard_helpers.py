@@ -54,7 +54,7 @@ def finish_run(
     )
     settlement = settle(outcome, discard_results=False, local_time=False)
     with store.transaction() as conn:
-        assert store.record_outcomes(conn, worker, [(outcome, settlement)]) == []
+        assert store.record_outcomes(conn, worker, [(outcome, settlement)]).lost == []
 
 
 def parse_events(body: str) -> list[tuple[str, dict[str, Any]]]:

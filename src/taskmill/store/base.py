@@ -730,33 +730,23 @@ class Store:
         conn: Connection,
         worker_name: str,
         finished: Sequence[tuple[Outcome, Settlement]],
-    ) -> list[Outcome]:
-        """Write finished runs; returns those whose task was no longer ours.
+    ) -> Recorded:
+        """Write finished runs; says which tasks were no longer ours.
 
         A batch costs a fixed number of statements, not a few per task: one
         locking read finds which tasks are still ours, then one executemany per
         shape of update and one multi-row insert of run rows.
         """
         if not finished:
-            return []
+            return Recorded(lost=[], unblocked=False)
         ids = sorted({outcome.task.id for outcome, _ in finished})
-        mine = conn.execute(
-            select(T.c.id, T.c.status)
-            .where(
-                T.c.id.in_(ids),
-                T.c.status.in_(IN_FLIGHT),
-                T.c.assigned_worker_name == worker_name,
-            )
-            .with_for_update()
-        ).all()
+        mine = conn.execute(_OWNED_TASKS, {"ids": ids, "worker": worker_name}).all()
         owned = {row.id for row in mine}
         running = {row.id for row in mine if row.status == TaskStatus.RUNNING.value}
         self._find_lost_run_ids(conn, worker_name, [o for o, _ in finished], running)
         lost = [outcome for outcome, _ in finished if outcome.task.id not in owned]
         existing = owned | (
-            {row.id for row in conn.execute(select(T.c.id).where(T.c.id.in_(ids)))}
-            if lost
-            else set()
+            set(conn.execute(_EXISTING_TASKS, {"ids": ids}).scalars()) if lost else set()
         )
         self._update_owned_tasks(conn, [(o, s) for o, s in finished if o.task.id in owned])
         written = self._runs_written(conn, worker_name, lost)
@@ -774,9 +764,8 @@ class Store:
         resolved = [
             o.task.id for o, s in finished if o.task.id in owned and s.resolves_dependencies
         ]
-        if resolved:
-            conn.execute(update(D).where(D.c.task_child.in_(resolved)).values(can_visit=True))
-        return lost
+        unblocked = bool(resolved) and conn.execute(_UNBLOCK, {"ids": resolved}).rowcount > 0
+        return Recorded(lost=lost, unblocked=unblocked)
 
     def _find_lost_run_ids(
         self, conn: Connection, worker_name: str, outcomes: Sequence[Outcome], running: set[int]
@@ -1146,6 +1135,34 @@ def _serving_any(groups: Sequence[str]) -> ColumnElement[bool]:
     """Workers whose list:string group_names holds one of these groups, matched as whole
     names: autoescape keeps a '_' or '%' in a group name from acting as a LIKE wildcard."""
     return or_(false(), *(W.c.group_names.contains(f"|{g}|", autoescape=True) for g in groups))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What writing a batch of outcomes found: `lost` outcomes whose task was no
+    longer ours (stopped, requeued or deleted meanwhile: their runs are recorded
+    only), and whether a finished task `unblocked` dependency edges (its
+    dependents may now be claimable: idle workers should look)."""
+
+    lost: list[Outcome]
+    unblocked: bool
+
+
+# Prebuilt with expanding IN parameters: compiled once, where `in_(ids)` built
+# fresh would coerce a bound parameter per id on every batch.
+_OWNED_TASKS = (
+    select(T.c.id, T.c.status)
+    .where(
+        T.c.id.in_(bindparam("ids", expanding=True)),
+        T.c.status.in_(IN_FLIGHT),
+        T.c.assigned_worker_name == bindparam("worker"),
+    )
+    .with_for_update()
+)
+_EXISTING_TASKS = select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True)))
+_UNBLOCK = (
+    update(D).where(D.c.task_child.in_(bindparam("ids", expanding=True))).values(can_visit=True)
+)
 
 
 @functools.lru_cache(maxsize=64)
