@@ -434,7 +434,7 @@ class Worker:
     def _pipeline_depth(self) -> int:
         """How many tasks the child may hold at once. Millisecond tasks are sent
         ahead so the child runs them back to back while this process records
-        results, instead of both taking turns (a third fewer CPU cycles per task);
+        results, instead of both taking turns (a quarter less CPU per task);
         no more than handover_window of work, so none waits behind a long task
         that another worker could have taken."""
         window = self.options.handover_window
