@@ -17,7 +17,10 @@ enforces each run's timeout, and on a graceful stop waits for every slot. Claims
 are coalesced: with tasks running, it claims once a quarter of the slots is free
 or `claim_window` has passed, so that short tasks do not cost a transaction each;
 for millisecond tasks it claims about `claim_window` of work beyond its free
-slots, as the one-slot worker does.
+slots, as the one-slot worker does, and hands each busy child up to
+`handover_window` of them ahead (the one-slot worker's pipeline, per slot), so a
+pool drains millisecond tasks as fast as one child does instead of paying a
+wake-up of two processes per task.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from taskmill.inprocess import InProcessRun, InProcessRunner
 from taskmill.lifecycle import Outcome
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus
-from taskmill.worker import Running, Worker, WorkerOptions
+from taskmill.worker import _DB_ERRORS, Running, Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from taskmill.scheduler import Scheduler
@@ -114,6 +117,9 @@ class PoolWorker(Worker):
             _, manager = load_app_with_hooks(app_spec)
             self.inprocess = InProcessRunner(scheduler.tasks, manager)
         self.runs: dict[int, SlotRun] = {}
+        #: per child (by id): tasks handed over behind its current run, in the
+        #: order it runs them (millisecond tasks only, see _top_up)
+        self.ahead: dict[int, deque[Task]] = {}
         self._child_fds: dict[int, int] = {}
         self._starting: set[int] = set()  # children still importing the app
         self._selector = selectors.DefaultSelector()
@@ -172,6 +178,10 @@ class PoolWorker(Worker):
         self._unwatch(child)
         self._starting.discard(id(child))
         child.kill()
+        # tasks handed over behind its run never started: still ours, run them next
+        behind = self.ahead.pop(id(child), None)
+        if behind:
+            self.batch.extendleft(reversed(behind))
         if not self.stopping:
             child.spawn()
             self._watch(child)
@@ -197,7 +207,8 @@ class PoolWorker(Worker):
         return bool(self.runs)
 
     def _held_task_ids(self) -> set[int]:
-        return super()._held_task_ids() | {run.task.id for run in self.runs.values()}
+        held = super()._held_task_ids() | {run.task.id for run in self.runs.values()}
+        return held | {task.id for queue in self.ahead.values() for task in queue}
 
     def stats(self) -> dict[str, Any]:
         stats = super().stats()
@@ -205,6 +216,7 @@ class PoolWorker(Worker):
         pids = [child.pid for child in self.children if child.pid is not None]
         stats.update(
             current_task=current[0] if current else None,
+            queue=len(self.batch) + sum(len(queue) for queue in self.ahead.values()),
             current_tasks=current,
             concurrency=self.capacity,
             pool=self.pool.value,
@@ -229,9 +241,9 @@ class PoolWorker(Worker):
         self._end_overdue_runs(now)
         if self.stopping or self.disabled:
             self._give_back_batch()
-        elif self._recheck_batch and self.batch:
+        elif self._recheck_batch:
             self._recheck_batch = False
-            self._drop_taken_from_batch()
+            self._recheck_held([c for c in self.children if self.ahead.get(id(c))])
         if not (self.stopping or self.disabled) and self._should_claim(now):
             self._claim_for_free_slots(now)
         elif self.finished and now - self._last_write >= self.options.claim_window:
@@ -287,6 +299,10 @@ class PoolWorker(Worker):
         self.batch.clear()
 
     def _dispatch_batch(self) -> None:
+        depth = self._pipeline_depth() if self.inprocess is None else 1
+        if depth > 1:
+            self._fill_children(depth)
+            return
         waiting: deque[Task] = deque()
         while self.batch and len(self.runs) < self.capacity:
             task = self.batch.popleft()
@@ -294,7 +310,81 @@ class PoolWorker(Worker):
                 waiting.append(task)  # needs the (busy) child of a threads pool
         self.batch.extendleft(reversed(waiting))
 
-    def _start_run(self, task: Task) -> bool:
+    def _fill_children(self, depth: int) -> None:
+        """Millisecond tasks: hand each child up to `depth` tasks (its run and
+        handover_window of work behind it), filling one child before the next, as
+        the one-slot Worker._top_up does: on a few cores more children running
+        millisecond tasks side by side only add wake-ups, while one child running
+        them back to back costs least. Each task handed over behind a run must be
+        started by the start-by time; a later start is asked about (_recheck_held)."""
+        start_by = time.monotonic() + self.options.handover_window
+        for child in self.children:
+            if not self.batch:
+                return
+            if id(child) in self._starting or child.sock is None:
+                continue
+            if id(child) not in self.runs:
+                self._start_run(self.batch.popleft(), child)
+                if id(child) not in self.runs:  # it died on the hand-over
+                    continue
+            queue = self.ahead.setdefault(id(child), deque())
+            while self.batch and 1 + len(queue) < depth:
+                task = self.batch.popleft()
+                try:
+                    child.send_task(task, start_by=start_by)
+                except OSError:
+                    # it died: its end of file shows next, and _replace_child
+                    # hands what it held back to the batch
+                    self.batch.appendleft(task)
+                    break
+                queue.append(task)
+                self.prefetched += 1
+
+    def _next_in_child(self, child: ChildProcess) -> None:
+        """The child's run ended: the next task handed to it ahead is its run now."""
+        queue = self.ahead.get(id(child))
+        if not queue:
+            self.ahead.pop(id(child), None)
+            return
+        task = queue.popleft()
+        now = time.monotonic()
+        run = SlotRun(task=task, started=self.store.now(), t0=now, deadline=now + timeout_of(task))
+        run.child = child
+        self.runs[run.key] = run
+
+    def _recheck_held(self, children: list[ChildProcess], *, asking: bool = False) -> None:
+        """A stop_task (a control ring) or a child about to start a task late
+        (`asking`): hold these children before their next task, re-read the
+        status of every task claimed and not started, and release each child
+        with the ones to drop (they send "skipped") and a new start-by time."""
+        if not asking:
+            for child in children:
+                with contextlib.suppress(OSError):
+                    child.send({"type": "hold"})
+        skips: dict[int, list[int]] = {id(child): [] for child in children}
+        try:
+            handed: list[tuple[ChildProcess, Task, bool]] = []
+            for child in children:
+                run = self.runs.get(id(child))
+                if run is not None:
+                    handed.append((child, run.task, run.marked))
+                handed.extend((child, task, False) for task in self.ahead.get(id(child), ()))
+            ids = [t.id for t in self.batch] + [task.id for _, task, _ in handed]
+            statuses = self.store.task_statuses(ids) if ids else {}
+            mine = (TaskStatus.ASSIGNED.value, self.name)
+            self.batch = deque(t for t in self.batch if statuses.get(t.id) == mine)
+            for child, task, marked in handed:
+                if not marked and statuses.get(task.id) != mine:
+                    skips[id(child)].append(task.id)
+        except _DB_ERRORS as exc:
+            log.warning("worker %s: cannot re-check tasks handed over: %s", self.name, exc)
+        finally:
+            start_by = time.monotonic() + self.options.handover_window
+            for child in children:
+                with contextlib.suppress(OSError):
+                    child.send({"type": "release", "skip": skips[id(child)], "start_by": start_by})
+
+    def _start_run(self, task: Task, child: ChildProcess | None = None) -> bool:
         now = time.monotonic()
         run = SlotRun(task=task, started=self.store.now(), t0=now, deadline=now + timeout_of(task))
         if self.inprocess is not None and is_thread_safe(
@@ -303,7 +393,7 @@ class PoolWorker(Worker):
             run.inprocess = self.inprocess.submit(task)
             self.runs[run.key] = run
             return True
-        child = self._idle_child()
+        child = child or self._idle_child()
         if child is None:
             return False
         run.child = child
@@ -465,10 +555,16 @@ class PoolWorker(Worker):
                 text = f"the task's child process died (exit code {code}) during the run"
                 self.finish(self._outcome(run, RunStatus.FAILED, traceback=text))
             return
+        kind = message["type"]
+        if kind == "ask":
+            self._recheck_held([child], asking=True)
+            return
+        if kind == "skipped":
+            self._on_skipped(child, message.get("id"))
+            return
         if run is None:
             log.warning("worker %s: child %s sent %s while idle", self.name, child.pid, message)
             return
-        kind = message["type"]
         if kind == "done":
             self._on_done(run, message)
         elif kind == "output":
@@ -480,6 +576,18 @@ class PoolWorker(Worker):
         elif kind == "need_run_id":
             self._db_quiet(lambda: self._mark_runs([run]))
             child.send({"type": "run_id", "run_id": run.run_id})
+
+    def _on_skipped(self, child: ChildProcess, task_id: Any) -> None:
+        """A task handed over ahead was dropped unstarted (stopped or taken since):
+        it is not ours any more, so nothing is recorded for it."""
+        run = self.runs.get(id(child))
+        if run is not None and run.task.id == task_id:
+            del self.runs[run.key]
+            self._next_in_child(child)
+            return
+        queue = self.ahead.get(id(child), deque())
+        for task in [t for t in queue if t.id == task_id]:
+            queue.remove(task)
 
     def _on_inprocess_events(self) -> None:
         assert self.inprocess is not None
@@ -516,7 +624,9 @@ class PoolWorker(Worker):
             )
         )
         if run.child is not None:
-            self._recycle_if_due(run.child)
+            self._next_in_child(run.child)
+            if id(run.child) not in self.runs:  # never while it holds tasks sent ahead
+                self._recycle_if_due(run.child)
 
     def _recycle_if_due(self, child: ChildProcess) -> None:
         # between two tasks of this slot: --max-tasks-per-child / --max-memory-per-child

@@ -158,6 +158,8 @@ class Worker:
         #: retried, but a correct claim protocol should see none (see operations.md)
         self.deadlocks = 0
         self.avg_duration = 0.0
+        #: tasks handed to a child behind the one it was running (see _top_up)
+        self.prefetched = 0
         self._db_failing_since: float | None = None
         self._db_failures = 0
         self._last_db_error = float("-inf")
@@ -457,6 +459,7 @@ class Worker:
             task = self.batch.popleft()
             self.child.send_task(task, start_by=start_by)
             self.sent.append(task)
+            self.prefetched += 1
 
     def _take_back_unstarted(self) -> None:
         """After the child was killed or died: tasks sent behind the current one
@@ -876,7 +879,9 @@ class Worker:
             "errors": self.errors,
             "deadlocks": self.deadlocks,
             "empty_runs": self.empty_runs,
-            "queue": len(self.batch),
+            # claimed and not started: in the batch, or handed to the child ahead
+            "queue": len(self.batch) + max(0, len(self.sent) - 1),
+            "prefetched": self.prefetched,
             "current_task": None if self.current is None else self.current.task.id,
             "pid": os.getpid(),
             "child_pid": self.child.pid,
