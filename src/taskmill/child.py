@@ -29,6 +29,7 @@ from taskmill.apps import load_app_with_hooks
 from taskmill.context import TaskContext, reset_current_task, set_current_task
 from taskmill.eden import TaskManager, pop_user_id, task_hooks
 from taskmill.errors import AppImportError
+from taskmill.forkserver import alive, name_process
 from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES, recv_message, send_message
 from taskmill.states import RunStatus
 
@@ -332,15 +333,20 @@ def serve(
         channel.send(report)
 
 
-def die_with_worker(worker_pid: int, every: float = 0.5) -> None:
+def die_with_worker(parent_pid: int, worker_pid: int | None = None, every: float = 0.5) -> None:
     """End this child, and whatever its task started, once its worker is gone.
 
     A worker killed with SIGKILL cannot stop its child; the task would run on while
     the ticker requeues it for another worker, and so run twice at the same time.
+    A child forked by the worker's fork server (forkserver.py) has that server as
+    its parent: it outlives a fork server that died alone, as long as its worker
+    lives.
     """
 
     def watch() -> None:
-        while os.getppid() == worker_pid:
+        while os.getppid() == parent_pid:
+            time.sleep(every)
+        while worker_pid not in (None, parent_pid) and alive(worker_pid):
             time.sleep(every)
         if os.getpgrp() == os.getpid():  # we lead our own session (see executor.py)
             os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -355,10 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--max-output", type=int, default=MAX_OUTPUT_CHARS)
     parser.add_argument("--max-result", type=int, default=MAX_RESULT_BYTES)
+    parser.add_argument("--worker-pid", type=int, default=None)
     options = parser.parse_args(argv)
     # the worker decides when we stop; a terminal's Ctrl-C is not for us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_worker(os.getppid())
+    name_process("taskmill-child")
+    die_with_worker(os.getppid(), options.worker_pid)
     sock = socket.socket(fileno=options.fd)
     channel = Channel(sock)
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.errors import AppImportError, ProtocolError
+from taskmill.forkserver import ForkedChild, ForkServer
 from taskmill.protocol import recv_message, send_message
 from taskmill.records import Task
 
@@ -36,15 +37,18 @@ class ChildProcess:
         start_timeout: float = 60.0,
         max_output: int | None = None,
         max_result: int | None = None,
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.app_spec = app_spec
+        #: where children come from when it runs: forked, warm (see forkserver.py)
+        self.forkserver = forkserver
         self.start_timeout = start_timeout
         self.limits: list[str] = []
         if max_output is not None:
             self.limits += ["--max-output", str(max_output)]
         if max_result is not None:
             self.limits += ["--max-result", str(max_result)]
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | ForkedChild | None = None
         self.sock: socket.socket | None = None
         self.tasks: list[str] = []
         self.started_count = 0
@@ -69,24 +73,22 @@ class ChildProcess:
         """Start the process without waiting for it to import the app, so that a
         pool's children import theirs side by side (see wait_started)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        command = [
-            sys.executable,
-            "-m",
-            "taskmill.child",
-            "--app",
-            self.app_spec,
-            "--fd",
-            str(child.fileno()),
-            *self.limits,
-        ]
+        argv = ["--app", self.app_spec, *self.limits, "--worker-pid", str(os.getpid())]
         self.tasks_done = 0
         self.start_signal = None
-        self.process = subprocess.Popen(
-            command,
-            pass_fds=(child.fileno(),),
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.process = None
+        if self.forkserver is not None and self.forkserver.alive:
+            try:
+                self.process = self.forkserver.fork(child.fileno(), argv)
+            except OSError as exc:
+                log.warning("fork server gone (%s): task children start from scratch", exc)
+        if self.process is None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "taskmill.child", *argv, "--fd", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         child.close()
         self.sock = parent
         self.started_count += 1

@@ -105,6 +105,8 @@ class PoolWorker(Worker):
                 app_spec,
                 max_output=self.options.max_output_chars,
                 max_result=self.options.max_result_bytes,
+                # a threads pool starts its one child when a task first needs it
+                forkserver=None if threads else self.forkserver,
             )
             for _ in range(1 if threads else self.capacity)
         ]
@@ -138,6 +140,7 @@ class PoolWorker(Worker):
             self.inprocess.start()
             self._selector.register(self.inprocess.fileno(), selectors.EVENT_READ, "inprocess")
             return  # its child starts when a task first needs a process
+        self._start_fork_server()
         # work starts as soon as one child is ready; the others import the app
         # meanwhile, side by side, and join when their "ready" arrives (_wait)
         first, *others = self.children
@@ -158,6 +161,7 @@ class PoolWorker(Worker):
                 child.stop()
         if self.inprocess is not None:
             self.inprocess.close()
+        self._stop_fork_server()
         self._selector.close()
 
     def _watch(self, child: ChildProcess) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from taskmill import forkserver
 from taskmill.concurrency import Pool
 from taskmill.errors import (
     AppImportError,
@@ -32,6 +33,7 @@ from taskmill.errors import (
     DatabaseUnavailable,
 )
 from taskmill.executor import ChildProcess
+from taskmill.forkserver import ForkServer
 from taskmill.groups import GroupShares, parse_groups
 from taskmill.lifecycle import Outcome, Settlement, settle
 from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES
@@ -120,10 +122,15 @@ class Worker:
         #: how claims are split among weighted groups (None: one earliest-first queue)
         self.shares = GroupShares(weights) if weights is not None else None
         self.options = options or WorkerOptions()
+        #: task children are forked from it, warm, when it runs (see forkserver.py)
+        self.forkserver = (
+            ForkServer(self.store.engine.url.drivername) if forkserver.enabled() else None
+        )
         self.child = ChildProcess(
             app_spec,
             max_output=self.options.max_output_chars,
             max_result=self.options.max_result_bytes,
+            forkserver=self.forkserver,
         )
         self.ticker = Ticker(self.store, scheduler.dead_after, self.name)
         self.batch: deque[Task] = deque()
@@ -198,10 +205,25 @@ class Worker:
         return EXIT_FORCED if self.hard_stop and not self.commanded else EXIT_OK
 
     def _start_executors(self) -> None:
+        self._start_fork_server()
         self._start_first_child()
+
+    def _start_fork_server(self) -> None:
+        if self.forkserver is None:
+            return
+        try:
+            self.forkserver.start()
+        except OSError as exc:
+            log.warning("worker %s: no fork server (%s); children start plainly", self.name, exc)
+            self.forkserver = None
 
     def _stop_executors(self) -> None:
         self.child.stop()
+        self._stop_fork_server()
+
+    def _stop_fork_server(self) -> None:
+        if self.forkserver is not None:
+            self.forkserver.close()
 
     def _keep_serving(self) -> bool:
         """Until stopped; tasks already handed to the child still end first, unless

@@ -88,7 +88,8 @@ class Killer:
 
     def kill_child(self) -> bool:
         victim = self._victim()
-        children = _children(victim.pid)
+        # its task children: forked by its fork server, or its own children
+        children = [p for p in descendants(victim.pid) if _name(p) == "taskmill-child"]
         if not children:
             return False  # still starting, or between two children
         self.killed_pids.update(children)
@@ -101,12 +102,11 @@ class Killer:
         return True
 
 
-def _children(pid: int) -> list[int]:
+def _name(pid: int) -> str:
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
-        return []
-    return [int(p) for p in text.split()]
+        return ""
 
 
 @pytest.fixture
