@@ -11,7 +11,9 @@ per-task claim, and 50 per transaction):
            are started (start-up included) and steady (10 % to 90 % done)
   pickup   2 idle workers, one task every 20 ms, 300 tasks; latency from just before
            the enqueue call to the task's own clock reading at its start
-  sleep    2,000 tasks that sleep 25 ms, drained the same way
+  sleep    2,000 tasks that sleep 25 ms, drained the same way, each system with its
+           best settings for waiting tasks (taskmill: a @thread_safe async def on each
+           worker's event loop, `--pool threads --concurrency 50`)
   memory   up to 100,000 no-op tasks (as many as the system's drain rate gets through
            within the cap), then PSS and RSS of the workers' process trees
   scale    (taskmill) 1,000 then 1,000,000 finished rows in scheduler_task: a claim of
@@ -260,11 +262,23 @@ def taskmill_drain(side: TaskmillSide) -> list[dict[str, Any]]:
 
 
 def taskmill_sleep(side: TaskmillSide, plan: Plan) -> list[dict[str, Any]]:
-    sizes = replace(side.run.sizes, drain=plan.sleep, drain_timeout=cap(plan, "sleep"))
+    """taskmill's documented best for tasks that wait, as pgqueuer's and
+    procrastinate's async handlers are theirs: a @thread_safe `async def` on each
+    worker's event loop, 50 at once (`--pool threads --concurrency 50`, issue 9)."""
+    sizes = replace(
+        side.run.sizes, drain=plan.sleep, sleep_tasks=plan.sleep, drain_timeout=cap(plan, "sleep")
+    )
     sized = replace(side.run, sizes=sizes)
-    (result,) = run.taskmill_drain(sized, "nap")
+    slots = sizes.sleep_thread_slots
+    variant = f"sleep 25 ms, async def, --pool threads x{slots}"
+    result = run.pool_drain(sized, "sleep-async", "sleep25_async", "threads", slots, variant)
     side.run.server_db = sized.server_db
-    return [tag(capped(result, sizes, side.name), "taskmill", side.name, "sleep")]
+    result = capped(result, sizes, side.name)
+    result["settings"]["worker"] = (
+        f"taskmill worker -n 2 --pool threads --concurrency {slots} "
+        "(a @thread_safe async def task on each worker's event loop)"
+    )
+    return [tag(result, "taskmill", side.name, "sleep")]
 
 
 def taskmill_pickup(side: TaskmillSide) -> list[dict[str, Any]]:
