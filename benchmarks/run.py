@@ -893,17 +893,14 @@ def sleep_workloads(run: Run) -> list[dict[str, Any]]:
         variant = f"sleep 25 ms, {pool} x{slots}" + (" (async def)" if key == "async" else "")
         results.append(pool_drain(run, f"sleep-{key}", function, pool, slots, variant))
     noop_total = sizes.drain
-    results.append(
-        pool_drain(
-            run,
-            "drain-noop-pool",
-            "noop",
-            "processes",
-            sizes.sleep_process_slots,
-            f"no-op, processes x{sizes.sleep_process_slots}",
-            total=noop_total,
-        )
-    )
+    slots = sizes.sleep_process_slots
+    for key, function, pool in (
+        ("drain-noop-pool", "noop", "processes"),
+        # @thread_safe: run in the worker's threads, no task child (no hard kill)
+        ("drain-noop-threads", "noop_thread", "threads"),
+    ):
+        variant = f"no-op, {pool} x{slots}"
+        results.append(pool_drain(run, key, function, pool, slots, variant, total=noop_total))
     return results
 
 
