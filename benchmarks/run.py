@@ -88,7 +88,7 @@ sys.path.insert(1, str(HERE / "peers"))  # common.py: helpers shared with the pe
 
 import databases  # noqa: E402
 import sql_baseline  # noqa: E402
-from common import Procs, crossing, fmt, percentile  # noqa: E402
+from common import Procs, crossing, descendants, fmt, percentile  # noqa: E402
 from common import pace as paced  # noqa: E402
 from databases import Backend, Db  # noqa: E402
 
@@ -318,34 +318,9 @@ def machine_info() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- processes
-def _proc_table() -> tuple[dict[int, int], dict[int, float]]:
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = _read(f"/proc/{entry}/stat")
-        if not stat:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    return parents, times
-
-
 def tree_cpu_seconds(roots: Sequence[int]) -> float:
     """User+system CPU time of the live processes under (and including) `roots`."""
-    parents, times = _proc_table()
-    wanted = set(roots)
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in wanted and pid not in wanted:
-                wanted.add(pid)
-                grew = True
-    return sum(times.get(pid, 0.0) for pid in wanted)
+    return sum(process_cpu(descendants(roots)).values())
 
 
 def process_cpu(pids: Sequence[int]) -> dict[int, float]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from taskmill.errors import AppImportError, ProtocolError
 from taskmill.forkserver import ForkedChild, ForkServer
-from taskmill.protocol import recv_message, send_message
+from taskmill.protocol import recv_message, send_message, send_messages
 from taskmill.records import Task
 
 log = logging.getLogger(__name__)
@@ -131,19 +131,13 @@ class ChildProcess:
         """`start_by` (time.monotonic(), one clock for all processes of the host):
         a task handed over ahead that the child reaches later is started only
         after the worker says it is still wanted (see Worker._top_up)."""
-        self.send(
-            {
-                "type": "run",
-                "id": task.id,
-                "uuid": task.uuid,
-                "name": task.task_name,
-                "function": task.function_name,
-                "args": task.args,
-                "vars": task.vars,
-                "sync_output": task.sync_output or 0,
-                "start_by": start_by,
-            }
-        )
+        self.send_tasks([task], start_by=start_by)
+
+    def send_tasks(self, tasks: list[Task], *, start_by: float | None = None) -> None:
+        """Several tasks in one write, so the child is woken once for all of them."""
+        if self.sock is None:  # killed, and its replacement failed to start
+            raise BrokenPipeError("the task child is not running")
+        send_messages(self.sock, [_run_message(task, start_by) for task in tasks])
 
     def receive(self) -> dict[str, Any] | None:
         """The next message, or None if the child died."""
@@ -220,3 +214,17 @@ class ChildProcess:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def _run_message(task: Task, start_by: float | None) -> dict[str, Any]:
+    return {
+        "type": "run",
+        "id": task.id,
+        "uuid": task.uuid,
+        "name": task.task_name,
+        "function": task.function_name,
+        "args": task.args,
+        "vars": task.vars,
+        "sync_output": task.sync_output or 0,
+        "start_by": start_by,
+    }

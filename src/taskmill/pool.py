@@ -278,6 +278,12 @@ class PoolWorker(Worker):
             return False
         if not self.runs:
             return True
+        depth = self._pipeline_depth() if self.inprocess is None else 1
+        if depth > 1 and sum(map(len, self.ahead.values())) >= depth:
+            # millisecond tasks: the children hold a pipeline's worth still; claim
+            # when that runs low, as the one-slot worker claims once its child's
+            # pipeline empties, not a transaction for every two free slots
+            return False
         enough = free >= max(1, self.capacity // 4)
         return enough or now - self._last_claim >= self.options.claim_window
 
@@ -331,18 +337,26 @@ class PoolWorker(Worker):
                 self._start_run(self.batch.popleft(), child)
                 if id(child) not in self.runs:  # it died on the hand-over
                     continue
-            queue = self.ahead.setdefault(id(child), deque())
-            while self.batch and 1 + len(queue) < depth:
-                task = self.batch.popleft()
-                try:
-                    child.send_task(task, start_by=start_by)
-                except OSError:
-                    # it died: its end of file shows next, and _replace_child
-                    # hands what it held back to the batch
-                    self.batch.appendleft(task)
-                    break
-                queue.append(task)
-                self.prefetched += 1
+            queue = self.ahead.get(id(child))
+            if queue is None:
+                queue = self.ahead[id(child)] = deque()
+            if 1 + len(queue) > depth // 2:
+                # topped up once half of it has run (one write and one wake-up for
+                # many); until then the rest waits here, unless this child is full
+                if 1 + len(queue) < depth:
+                    return
+                continue
+            room = min(len(self.batch), depth - 1 - len(queue))
+            tasks = [self.batch.popleft() for _ in range(room)]
+            try:
+                child.send_tasks(tasks, start_by=start_by)
+            except OSError:
+                # it died: its end of file shows next, and _replace_child hands
+                # what it held back to the batch
+                self.batch.extendleft(reversed(tasks))
+                continue
+            queue.extend(tasks)
+            self.prefetched += len(tasks)
 
     def _next_in_child(self, child: ChildProcess) -> None:
         """The child's run ended: the next task handed to it ahead is its run now."""

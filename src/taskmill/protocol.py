@@ -1,8 +1,9 @@
 """Messages between a worker and its child processes: length-prefixed JSON.
 
 JSON rather than pickle (which multiprocessing would use) so that nothing a
-task returns or a row contains is ever unpickled, and so that a child can be a
-fresh interpreter started with exec, never a fork holding database sockets.
+task returns or a row contains is ever unpickled, and so that a child never needs
+anything of its worker's memory: it is a fresh interpreter, or a fork of the fork
+server, which holds no database socket and never imports the application.
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ MAX_OUTPUT_CHARS = 1024 * 1024
 MAX_RESULT_BYTES = 8 * 1024 * 1024
 
 
-def send_message(sock: socket.socket, message: dict[str, Any]) -> None:
+def encode_message(message: dict[str, Any]) -> bytes:
     data = json.dumps(message, separators=(",", ":")).encode()
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def send_message(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(encode_message(message))
+
+
+def send_messages(sock: socket.socket, messages: list[dict[str, Any]]) -> None:
+    """Several messages in one write: one wake-up of the reader, not one each."""
+    sock.sendall(b"".join(encode_message(message) for message in messages))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:

@@ -476,12 +476,19 @@ class Worker:
         the child starts in time was not stopped before we could have known. If
         we are slow to look (starved of CPU), the child asks before a late start."""
         depth = self._pipeline_depth()
+        if len(self.sent) > depth // 2 or not self.batch:
+            return  # topped up when half of it has run: one write, one wake-up, for many
         start_by = time.monotonic() + self.options.handover_window
-        while self.batch and len(self.sent) < depth:
-            task = self.batch.popleft()
-            self.child.send_task(task, start_by=start_by)
-            self.sent.append(task)
-            self.prefetched += 1
+        tasks = [self.batch.popleft() for _ in range(min(len(self.batch), depth - len(self.sent)))]
+        if not tasks:
+            return
+        try:
+            self.child.send_tasks(tasks, start_by=start_by)
+        except OSError:
+            self.batch.extendleft(reversed(tasks))  # never sent: still ours, in order
+            raise
+        self.sent.extend(tasks)
+        self.prefetched += len(tasks)
 
     def _take_back_unstarted(self) -> None:
         """After the child was killed or died: tasks sent behind the current one
@@ -634,9 +641,7 @@ class Worker:
         deadline = run.t0 + timeout
         if task.sync_output:
             self._mark_running(run)
-        fds = {self.child.fileno(): "child", self._wake_r: "signal"}
-        if self.listener is not None:
-            fds[self.listener.fileno()] = "ring"
+        fds = {self.child.fileno(): "child", **self._wake_fds()}
         while True:
             outcome = self._wait_step(run, fds, deadline)
             if outcome is not None:
@@ -912,11 +917,16 @@ class Worker:
         }
 
     # ---------------------------------------------------------------- idle
-    def _idle(self, timeout: float) -> None:
+    def _wake_fds(self) -> dict[int, str]:
+        """What ends a wait: a signal (the wake pipe) and, where there is one, a
+        ring (the listener: new work, stop_task, requeue)."""
         fds = {self._wake_r: "signal"}
         if self.listener is not None:
             fds[self.listener.fileno()] = "ring"
-        for source in _ready(fds, timeout):
+        return fds
+
+    def _idle(self, timeout: float) -> None:
+        for source in _ready(self._wake_fds(), timeout):
             if source == "ring" and self.listener is not None:
                 self._idle_rung = self.listener.drain() > 0
             else:

@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from lifecycle_tasks import AUDIT_DB_ENV, DB_ENV, audit, audit_engine, create_audit_table
+from lifecycle_tasks import audit, write_audit
 
-from taskmill import current_task
-
-_created: set[str] = set()
 #: what ``leak`` keeps alive, as a leaking task (or library) would
 _leaked: list[bytes] = []
 
@@ -37,16 +34,7 @@ def audit_rows(engine: sa.Engine) -> list[tuple[int, int]]:
 
 def audited(delay: float = 0.0) -> int:
     """Records that it started (task id, pid), then works for `delay` seconds."""
-    context = current_task()
-    if context is None:
-        raise RuntimeError("audited tasks must run inside a worker")
-    url = os.environ.get(AUDIT_DB_ENV) or os.environ[DB_ENV]
-    engine = audit_engine(url)
-    if url not in _created:
-        create_audit_table(engine)
-        _created.add(url)
-    with engine.begin() as conn:
-        conn.execute(sa.insert(audit).values(task_id=context.id, label="", pid=os.getpid()))
+    write_audit("")
     if delay:
         time.sleep(delay)
     return os.getpid()

@@ -68,7 +68,7 @@ def audit_counts(engine: sa.Engine) -> dict[int, int]:
         return {task_id: count for task_id, count in conn.execute(query)}
 
 
-def _write_audit(label: str) -> int:
+def write_audit(label: str) -> int:
     """Insert one audit row for the running task; returns that task's row count."""
     context = current_task()
     if context is None:
@@ -130,12 +130,12 @@ def append_audit(label: str = "", delay: float = 0) -> int:
     has run so far."""
     if delay:
         time.sleep(delay)
-    return _write_audit(label)
+    return write_audit(label)
 
 
 def flaky(failures: int) -> int:
     """Fails on its first `failures` runs, then succeeds; counts runs in the audit table."""
-    run = _write_audit("flaky")
+    run = write_audit("flaky")
     if run <= failures:
         raise TaskBoom(f"flaky failure {run} of {failures}")
     return run

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from taskmill.child import Channel, serve
-from taskmill.protocol import recv_message, send_message
+from taskmill.protocol import recv_message, send_message, send_messages
 
 
 class ChildThread:
@@ -115,3 +115,26 @@ def test_hold_stops_the_child_before_its_next_task_until_release(child: ChildThr
     child.send({"type": "release", "skip": [], "start_by": time.monotonic() + 60})
     done = child.receive()
     assert (done["type"], done["id"]) == ("done", 5)
+
+
+def test_tasks_handed_over_in_one_write_all_run_in_order(child: ChildThread) -> None:
+    """The worker tops a child up with several tasks in one write (send_messages):
+    the child reads them all and runs each, in order."""
+    soon = time.monotonic() + 60
+    messages = [
+        {
+            "type": "run",
+            "id": i,
+            "function": "note",
+            "args": f"[{i}]",
+            "vars": "{}",
+            "start_by": soon,
+        }
+        for i in (4, 5, 6, 7)
+    ]
+    send_messages(child.worker, messages)
+    reports = [child.receive() for _ in messages]
+    assert [(r["type"], r["id"], r["status"]) for r in reports] == [
+        ("done", i, "COMPLETED") for i in (4, 5, 6, 7)
+    ]
+    assert child.ran == [4, 5, 6, 7]
