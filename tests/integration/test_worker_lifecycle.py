@@ -180,10 +180,13 @@ def test_stop_task_on_a_task_assigned_in_a_workers_batch_keeps_it_from_starting(
     cluster.start_worker(args=["--prefetch", "1"])
     scheduler_task = cluster.sched.tables.scheduler_task
     engine = cluster.sched.store.engine
-    # fast tasks, so that the worker claims them in batches (ASSIGNED, not yet started)
+    # 5 ms tasks, so that the worker claims them in batches of a few (ASSIGNED, not yet
+    # started) for long enough to be seen; tasks that write to the database instead
+    # can take over 50 ms each on a loaded machine, and a task that long makes the
+    # worker give its batch back to the queue (as it should), leaving none to stop
     with engine.begin() as conn:
-        for i in range(300):
-            cluster.sched.queue_task("append_audit", [f"task {i}"], db=conn)
+        for _ in range(300):
+            cluster.sched.queue_task("sleep_for", [0.005], db=conn)
 
     def assigned_batch() -> list[int] | None:
         query = sa.select(scheduler_task.c.id).where(
