@@ -40,7 +40,7 @@ from taskmill.inprocess import InProcessRun, InProcessRunner
 from taskmill.lifecycle import Outcome
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus
-from taskmill.worker import _DB_ERRORS, Running, Worker, WorkerOptions
+from taskmill.worker import DB_ERRORS, Running, Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from taskmill.scheduler import Scheduler
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NEVER = float("inf")
+#: tasks averaging less than this are kept on few children (PoolWorker._concentrate)
+_CONCENTRATE_BELOW = 0.0005
 
 
 @dataclass
@@ -120,7 +122,7 @@ class PoolWorker(Worker):
             self.inprocess = InProcessRunner(scheduler.tasks, manager)
         self.runs: dict[int, SlotRun] = {}
         #: per child (by id): tasks handed over behind its current run, in the
-        #: order it runs them (millisecond tasks only, see _top_up)
+        #: order it runs them (millisecond tasks only, see _fill_children)
         self.ahead: dict[int, deque[Task]] = {}
         self._child_fds: dict[int, int] = {}
         self._starting: set[int] = set()  # children still importing the app
@@ -278,11 +280,9 @@ class PoolWorker(Worker):
             return False
         if not self.runs:
             return True
-        depth = self._pipeline_depth() if self.inprocess is None else 1
-        if depth > 1 and sum(map(len, self.ahead.values())) >= depth:
-            # millisecond tasks: the children hold a pipeline's worth still; claim
-            # when that runs low, as the one-slot worker claims once its child's
-            # pipeline empties, not a transaction for every two free slots
+        if self._concentrate() and sum(map(len, self.ahead.values())) >= self._pipeline_depth():
+            # the children hold a pipeline's worth still: claim when that runs low,
+            # as the one-slot worker claims once its child's pipeline empties
             return False
         enough = free >= max(1, self.capacity // 4)
         return enough or now - self._last_claim >= self.options.claim_window
@@ -322,12 +322,12 @@ class PoolWorker(Worker):
 
     def _fill_children(self, depth: int) -> None:
         """Millisecond tasks: hand each child up to `depth` tasks (its run and
-        handover_window of work behind it), filling one child before the next, as
-        the one-slot Worker._top_up does: on a few cores more children running
-        millisecond tasks side by side only add wake-ups, while one child running
-        them back to back costs least. Each task handed over behind a run must be
+        handover_window of work behind it), as the one-slot Worker._top_up does,
+        in the children's order; sub-millisecond ones are kept on as few children
+        as keep up (see _concentrate). Each task handed over behind a run must be
         started by the start-by time; a later start is asked about (_recheck_held)."""
         start_by = time.monotonic() + self.options.handover_window
+        concentrate = self._concentrate()
         for child in self.children:
             if not self.batch:
                 return
@@ -341,9 +341,9 @@ class PoolWorker(Worker):
             if queue is None:
                 queue = self.ahead[id(child)] = deque()
             if 1 + len(queue) > depth // 2:
-                # topped up once half of it has run (one write and one wake-up for
-                # many); until then the rest waits here, unless this child is full
-                if 1 + len(queue) < depth:
+                # topped up once half of it has run (one write, one wake-up, for
+                # several); sub-millisecond tasks wait here till then, unless it is full
+                if concentrate and 1 + len(queue) < depth:
                     return
                 continue
             room = min(len(self.batch), depth - 1 - len(queue))
@@ -357,6 +357,13 @@ class PoolWorker(Worker):
                 continue
             queue.extend(tasks)
             self.prefetched += len(tasks)
+
+    def _concentrate(self) -> bool:
+        """Tasks this short cost the worker more than the child (a no-op: ~0.1 ms of
+        the worker's CPU, ~0.03 ms of the child's), so more children running them
+        side by side add wake-ups, not throughput: keep them on few children. Longer
+        ones (CPU-bound work on many cores) go to every child side by side."""
+        return 0 < self.avg_duration < _CONCENTRATE_BELOW
 
     def _next_in_child(self, child: ChildProcess) -> None:
         """The child's run ended: the next task handed to it ahead is its run now."""
@@ -394,7 +401,7 @@ class PoolWorker(Worker):
             for child, task, marked in handed:
                 if not marked and statuses.get(task.id) != mine:
                     skips[id(child)].append(task.id)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("worker %s: cannot re-check tasks handed over: %s", self.name, exc)
         finally:
             start_by = time.monotonic() + self.options.handover_window

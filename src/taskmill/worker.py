@@ -52,7 +52,8 @@ EXIT_FORCED = 1
 EXIT_APP_ERROR = 2
 EXIT_DATABASE = 3
 
-_DB_ERRORS = (OperationalError, DBAPIError)
+#: what a database call can raise when the database (or the connection to it) fails
+DB_ERRORS = (OperationalError, DBAPIError)
 #: a follower beats this long after the ticker's lease ran out, so that its clock
 #: (synced with the database's to a few ms) surely sees it expired
 _LEASE_MARGIN = 0.02
@@ -282,7 +283,7 @@ class Worker:
         an unexpected error (a malformed row, a bug) end the worker silently."""
         try:
             step()
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             self._on_database_error(exc)
         except reraise:
             raise
@@ -699,7 +700,7 @@ class Worker:
                 for t in self.sent
                 if statuses.get(t.id) != mine and not (t is run.task and run.marked)
             ]
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("worker %s: cannot re-check tasks sent ahead: %s", self.name, exc)
         finally:
             start_by = time.monotonic() + self.options.handover_window
@@ -822,7 +823,7 @@ class Worker:
         """A database call made while a task runs: an error must not lose the run."""
         try:
             return step()
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             self._count_deadlock(exc)
             log.warning(
                 "worker %s: database error while a task runs: %s", self.name, _describe(exc)
