@@ -27,11 +27,6 @@ def noop_thread() -> None:
     """The no-op, allowed in a thread of a `--pool threads` worker: no child process."""
 
 
-@thread_safe
-async def noop_async() -> None:
-    """The no-op as a coroutine, on the event loop of a `--pool threads` worker."""
-
-
 def small() -> int:
     """Returns a small value: a scheduler_run row is written."""
     return 1
@@ -67,7 +62,6 @@ async def sleep25_async() -> None:
 TASKS: dict[str, Callable[..., Any]] = {
     "noop": noop,
     "noop_thread": noop_thread,
-    "noop_async": noop_async,
     "small": small,
     "stamp": stamp,
     "sleep25": sleep25,

@@ -481,8 +481,6 @@ class Worker:
             return  # topped up when half of it has run: one write, one wake-up, for many
         start_by = time.monotonic() + self.options.handover_window
         tasks = [self.batch.popleft() for _ in range(min(len(self.batch), depth - len(self.sent)))]
-        if not tasks:
-            return
         try:
             self.child.send_tasks(tasks, start_by=start_by)
         except OSError:
