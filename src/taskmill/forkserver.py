@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -39,8 +37,9 @@ log = logging.getLogger(__name__)
 
 #: what the fork server imports before it forks: everything a task child imports
 #: before the application (taskmill.child imports the Scheduler, SQLAlchemy Core)
-PRELOAD = ("taskmill.child", "taskmill.scheduler", "taskmill.eden")
-_HEADER = struct.Struct("!I")
+PRELOAD = ("taskmill.child", "taskmill.scheduler")
+#: the byte that carries a fork request's descriptor
+_FD_MARK = b"F"
 
 
 def enabled() -> bool:
@@ -108,7 +107,10 @@ class ForkServer:
         if self.sock is None:
             raise BrokenPipeError("the fork server is not running")
         try:
-            socket.send_fds(self.sock, [_encode({"type": "fork", "argv": argv})], [fd])
+            # the descriptor rides on one byte of its own, the request follows as
+            # any other message (a stream socket keeps the two in order)
+            socket.send_fds(self.sock, [_FD_MARK], [fd])
+            send_message(self.sock, {"type": "fork", "argv": argv})
             deadline = time.monotonic() + self.start_timeout
             while True:
                 message = self._pump(max(0.0, deadline - time.monotonic()))
@@ -201,16 +203,12 @@ def name_process(name: str) -> None:
             comm.write(name[:15])
 
 
-def _encode(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message).encode()
-    return _HEADER.pack(len(body)) + body
-
-
 # --------------------------------------------------------------- fork server
 def serve(control: socket.socket) -> None:
     """Fork a task child for each request; report each child's exit. Ends when
-    the worker is gone (end of file, or a broken connection)."""
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+    the worker is gone (end of file, or a broken connection) or sent what is not
+    a fork request (the worker then starts its children plainly)."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, ProtocolError, ValueError):
         _serve(control)
 
 
@@ -248,25 +246,10 @@ def _serve(control: socket.socket) -> None:
 
 
 def _receive_request(control: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    data, fds, _, _ = socket.recv_fds(control, 65536, 1)
+    data, fds, _, _ = socket.recv_fds(control, len(_FD_MARK), 1)
     if not data:
         return None, list(fds)
-    while len(data) < _HEADER.size:
-        more = control.recv(_HEADER.size - len(data))
-        if not more:
-            return None, list(fds)
-        data += more
-    (length,) = _HEADER.unpack(data[: _HEADER.size])
-    body = data[_HEADER.size :]
-    while len(body) < length:
-        more = control.recv(length - len(body))
-        if not more:
-            return None, list(fds)
-        body += more
-    message = json.loads(body)
-    if not isinstance(message, dict):
-        raise ProtocolError("a fork request must be a JSON object")
-    return message, list(fds)
+    return recv_message(control), list(fds)
 
 
 def _fork_child(control: socket.socket, wake_r: int, wake_w: int, fd: int, argv: list[str]) -> int:

@@ -40,7 +40,7 @@ from taskmill.inprocess import InProcessRun, InProcessRunner
 from taskmill.lifecycle import Outcome
 from taskmill.records import Task
 from taskmill.states import RunStatus, TaskStatus
-from taskmill.worker import DB_ERRORS, Running, Worker, WorkerOptions
+from taskmill.worker import Running, Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from taskmill.scheduler import Scheduler
@@ -326,7 +326,6 @@ class PoolWorker(Worker):
         in the children's order; sub-millisecond ones are kept on as few children
         as keep up (see _concentrate). Each task handed over behind a run must be
         started by the start-by time; a later start is asked about (_recheck_held)."""
-        start_by = time.monotonic() + self.options.handover_window
         concentrate = self._concentrate()
         for child in self.children:
             if not self.batch:
@@ -346,17 +345,12 @@ class PoolWorker(Worker):
                 if concentrate and 1 + len(queue) < depth:
                     return
                 continue
-            room = min(len(self.batch), depth - 1 - len(queue))
-            tasks = [self.batch.popleft() for _ in range(room)]
             try:
-                child.send_tasks(tasks, start_by=start_by)
+                self._send_ahead(child, queue, depth - 1 - len(queue))
             except OSError:
                 # it died: its end of file shows next, and _replace_child hands
                 # what it held back to the batch
-                self.batch.extendleft(reversed(tasks))
                 continue
-            queue.extend(tasks)
-            self.prefetched += len(tasks)
 
     def _concentrate(self) -> bool:
         """Tasks this short cost the worker more than the child (a no-op: ~0.1 ms of
@@ -378,36 +372,14 @@ class PoolWorker(Worker):
         self.runs[run.key] = run
 
     def _recheck_held(self, children: list[ChildProcess], *, asking: bool = False) -> None:
-        """A stop_task (a control ring) or a child about to start a task late
-        (`asking`): hold these children before their next task, re-read the
-        status of every task claimed and not started, and release each child
-        with the ones to drop (they send "skipped") and a new start-by time."""
-        if not asking:
-            for child in children:
-                with contextlib.suppress(OSError):
-                    child.send({"type": "hold"})
-        skips: dict[int, list[int]] = {id(child): [] for child in children}
-        try:
-            handed: list[tuple[ChildProcess, Task, bool]] = []
-            for child in children:
-                run = self.runs.get(id(child))
-                if run is not None:
-                    handed.append((child, run.task, run.marked))
-                handed.extend((child, task, False) for task in self.ahead.get(id(child), ()))
-            ids = [t.id for t in self.batch] + [task.id for _, task, _ in handed]
-            statuses = self.store.task_statuses(ids) if ids else {}
-            mine = (TaskStatus.ASSIGNED.value, self.name)
-            self.batch = deque(t for t in self.batch if statuses.get(t.id) == mine)
-            for child, task, marked in handed:
-                if not marked and statuses.get(task.id) != mine:
-                    skips[id(child)].append(task.id)
-        except DB_ERRORS as exc:
-            log.warning("worker %s: cannot re-check tasks handed over: %s", self.name, exc)
-        finally:
-            start_by = time.monotonic() + self.options.handover_window
-            for child in children:
-                with contextlib.suppress(OSError):
-                    child.send({"type": "release", "skip": skips[id(child)], "start_by": start_by})
+        """Worker._recheck_handed for these children: the run each one is sent
+        (unless it is RUNNING already) and the tasks it holds behind it."""
+        handed: list[tuple[ChildProcess, list[Task]]] = []
+        for child in children:
+            run = self.runs.get(id(child))
+            tasks = [run.task] if run is not None and not run.marked else []
+            handed.append((child, tasks + list(self.ahead.get(id(child), ()))))
+        self._recheck_handed(handed, asked=asking)
 
     def _start_run(self, task: Task, child: ChildProcess | None = None) -> bool:
         now = time.monotonic()

@@ -479,14 +479,20 @@ class Worker:
         depth = self._pipeline_depth()
         if len(self.sent) > depth // 2 or not self.batch:
             return  # topped up when half of it has run: one write, one wake-up, for many
+        self._send_ahead(self.child, self.sent, depth - len(self.sent))
+
+    def _send_ahead(self, child: ChildProcess, held: deque[Task], count: int) -> None:
+        """Up to `count` tasks of the batch to `child`, behind the `held` ones, in
+        one write; each to be started within handover_window. On OSError none was
+        sent, and they are back at the front of the batch, in order."""
         start_by = time.monotonic() + self.options.handover_window
-        tasks = [self.batch.popleft() for _ in range(min(len(self.batch), depth - len(self.sent)))]
+        tasks = [self.batch.popleft() for _ in range(min(len(self.batch), count))]
         try:
-            self.child.send_tasks(tasks, start_by=start_by)
+            child.send_tasks(tasks, start_by=start_by)
         except OSError:
-            self.batch.extendleft(reversed(tasks))  # never sent: still ours, in order
+            self.batch.extendleft(reversed(tasks))
             raise
-        self.sent.extend(tasks)
+        held.extend(tasks)
         self.prefetched += len(tasks)
 
     def _take_back_unstarted(self) -> None:
@@ -682,27 +688,38 @@ class Worker:
         return None
 
     def _recheck_sent(self, run: Running, *, asked: bool = False) -> None:
-        """Tasks handed to the child in advance may have been stopped since: hold
-        the child before its next task (unless it `asked`, holding itself), look,
-        and tell it which ones to drop, so stop_task keeps them from starting (as
-        it does for the claimed batch), and give the rest a new start-by time."""
+        """Tasks handed to the child in advance may have been stopped since."""
+        unstarted = [t for t in self.sent if not (t is run.task and run.marked)]
+        self._recheck_handed([(self.child, unstarted)], asked=asked)
+
+    def _recheck_handed(
+        self, handed: list[tuple[ChildProcess, list[Task]]], *, asked: bool = False
+    ) -> None:
+        """A stop_task (a control ring), or a child about to start a task late
+        (it `asked`, holding itself): hold each child before its next task, re-read
+        the status of every task claimed and not started (`handed` over, or still
+        in the batch), and release each child with the ones to drop (they send
+        "skipped") and a new start-by time. So stop_task keeps tasks handed over
+        ahead from starting, as it does for the claimed batch."""
         if not asked:
-            self.child.send({"type": "hold"})
-        skip: list[int] = []
+            for child, _ in handed:
+                with contextlib.suppress(OSError):  # a dead child's end of file shows next
+                    child.send({"type": "hold"})
+        skips: dict[int, list[int]] = {id(child): [] for child, _ in handed}
         try:
-            statuses = self.store.task_statuses([t.id for t in (*self.sent, *self.batch)])
+            ids = [t.id for t in self.batch] + [t.id for _, tasks in handed for t in tasks]
+            statuses = self.store.task_statuses(ids) if ids else {}
             mine = (TaskStatus.ASSIGNED.value, self.name)
             self.batch = deque(t for t in self.batch if statuses.get(t.id) == mine)
-            skip = [
-                t.id
-                for t in self.sent
-                if statuses.get(t.id) != mine and not (t is run.task and run.marked)
-            ]
+            for child, tasks in handed:
+                skips[id(child)] = [t.id for t in tasks if statuses.get(t.id) != mine]
         except DB_ERRORS as exc:
-            log.warning("worker %s: cannot re-check tasks sent ahead: %s", self.name, exc)
+            log.warning("worker %s: cannot re-check tasks handed over: %s", self.name, exc)
         finally:
             start_by = time.monotonic() + self.options.handover_window
-            self.child.send({"type": "release", "skip": skip, "start_by": start_by})
+            for child, _ in handed:
+                with contextlib.suppress(OSError):
+                    child.send({"type": "release", "skip": skips[id(child)], "start_by": start_by})
 
     def _on_child_message(self, run: Running) -> Outcome | None:
         message = self.child.receive()
