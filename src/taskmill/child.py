@@ -30,7 +30,13 @@ from taskmill.context import TaskContext, reset_current_task, set_current_task
 from taskmill.eden import TaskManager, pop_user_id, task_hooks
 from taskmill.errors import AppImportError
 from taskmill.forkserver import alive, name_process
-from taskmill.protocol import MAX_OUTPUT_CHARS, MAX_RESULT_BYTES, recv_message, send_message
+from taskmill.protocol import (
+    MAX_OUTPUT_CHARS,
+    MAX_RESULT_BYTES,
+    recv_available,
+    recv_message,
+    send_message,
+)
 from taskmill.states import RunStatus
 
 #: web2py's marker: output before the last "!clear!" is discarded
@@ -127,10 +133,10 @@ class Channel:
         message already readable without waiting (None means the worker is gone)."""
         messages: list[dict[str, Any] | None] = list(self.inbox)
         self.inbox.clear()
-        if block and not messages:
-            messages.append(recv_message(self.sock))
-        while messages[-1:] != [None] and select.select([self.sock], [], [], 0)[0]:
-            messages.append(recv_message(self.sock))
+        if messages[-1:] == [None]:
+            return messages
+        if (block and not messages) or select.select([self.sock], [], [], 0)[0]:
+            messages.extend(recv_available(self.sock))
         return messages
 
 

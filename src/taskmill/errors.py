@@ -7,6 +7,8 @@ database trouble from bad task data.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TaskmillError(Exception):
     """Base class of every error taskmill raises on purpose."""
@@ -52,3 +54,8 @@ class DatabaseUnavailable(StoreError):
 
 class ProtocolError(TaskmillError):
     """A worker and its child process disagreed about a message."""
+
+    def __init__(self, message: str, *, received: list[dict[str, Any] | None] | None = None):
+        super().__init__(message)
+        #: the good messages read in the same go before the bad one
+        self.received: list[dict[str, Any] | None] = received or []

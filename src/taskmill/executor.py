@@ -16,12 +16,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from taskmill.errors import AppImportError, ProtocolError
 from taskmill.forkserver import ForkedChild, ForkServer
-from taskmill.protocol import recv_message, send_message, send_messages
+from taskmill.protocol import recv_available, send_message, send_messages
 from taskmill.records import Task
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class ChildProcess:
             self.limits += ["--max-result", str(max_result)]
         self.process: subprocess.Popen[bytes] | ForkedChild | None = None
         self.sock: socket.socket | None = None
+        self.inbox: deque[dict[str, Any] | None] = deque()  # see receive
         self.tasks: list[str] = []
         self.started_count = 0
         #: tasks this child process has finished, for --max-tasks-per-child
@@ -140,17 +142,37 @@ class ChildProcess:
         send_messages(self.sock, [_run_message(task, start_by) for task in tasks])
 
     def receive(self) -> dict[str, Any] | None:
-        """The next message, or None if the child died."""
+        """The next message, or None if the child died. One read may bring several
+        (tasks run back to back): those behind the first wait in `inbox`, so a
+        caller about to wait for the socket looks there first (`pending`)."""
+        if not self.inbox:
+            self.inbox.extend(self._read())
+        return self.inbox.popleft()
+
+    def receive_ready(self) -> list[dict[str, Any] | None]:
+        """Every message that has arrived: one wake-up of the worker for the
+        several "done" of tasks run back to back. Ends with None if the child died."""
+        if not self.inbox:
+            return self._read()
+        messages = list(self.inbox)
+        self.inbox.clear()
+        return messages
+
+    @property
+    def pending(self) -> bool:
+        """Messages read already and not handed out: no need to wait for the socket."""
+        return bool(self.inbox)
+
+    def _read(self) -> list[dict[str, Any] | None]:
         assert self.sock is not None
         try:
-            message = recv_message(self.sock)
-        except (ProtocolError, ValueError) as exc:
+            messages = recv_available(self.sock)
+        except ProtocolError as exc:
             log.error("child %s sent garbage (%s); killing it", self.pid, exc)
             self.kill()
-            return None
-        if message is not None and message["type"] == "done":
-            self.tasks_done += 1
-        return message
+            messages = [*exc.received, None]
+        self.tasks_done += sum(1 for m in messages if m is not None and m["type"] == "done")
+        return messages
 
     def memory_bytes(self) -> int | None:
         """The child's resident memory now (Linux /proc), None where unknown."""
@@ -211,6 +233,7 @@ class ChildProcess:
         self.kill()
 
     def _close_socket(self) -> None:
+        self.inbox.clear()  # what a killed child said is void
         if self.sock is not None:
             self.sock.close()
             self.sock = None

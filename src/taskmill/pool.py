@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NEVER = float("inf")
-#: tasks averaging less than this are kept on few children (PoolWorker._concentrate)
-_CONCENTRATE_BELOW = 0.0005
+#: the worker's CPU per task is re-measured after this many tasks (_children_wanted)
+_CPU_SAMPLE_TASKS = 200
 
 
 @dataclass
@@ -132,6 +132,9 @@ class PoolWorker(Worker):
         self._last_write = 0.0
         self._recheck_batch = False
         self._flush_now = False  # stopping: write what ended after this round of events
+        #: this process's CPU seconds per task, measured (_measure_cpu_per_task)
+        self.cpu_per_task = 0.0
+        self._cpu_mark = (time.process_time(), 0)
 
     # ------------------------------------------------------------ executors
     def _start_executors(self) -> None:
@@ -152,6 +155,7 @@ class PoolWorker(Worker):
             child.spawn()
             self._watch(child)
         self._starting = {id(child) for child in others}
+        self._cpu_mark = (time.process_time(), self.total)  # start-up is not a task's cost
 
     def _stop_executors(self) -> None:
         for child in self.children:
@@ -240,6 +244,7 @@ class PoolWorker(Worker):
 
     # ----------------------------------------------------------------- loop
     def loop_once(self) -> None:
+        self._measure_cpu_per_task()
         self.maybe_heartbeat()
         if self._resync:
             self._resync_claims()
@@ -280,7 +285,8 @@ class PoolWorker(Worker):
             return False
         if not self.runs:
             return True
-        if self._concentrate() and sum(map(len, self.ahead.values())) >= self._pipeline_depth():
+        wanted = self._children_wanted()
+        if wanted < self.capacity and sum(map(len, self.ahead.values())) >= self._pipeline_depth():
             # the children hold a pipeline's worth still: claim when that runs low,
             # as the one-slot worker claims once its child's pipeline empties
             return False
@@ -322,29 +328,31 @@ class PoolWorker(Worker):
 
     def _fill_children(self, depth: int) -> None:
         """Millisecond tasks: hand each child up to `depth` tasks (its run and
-        handover_window of work behind it), as the one-slot Worker._top_up does,
-        in the children's order; sub-millisecond ones are kept on as few children
-        as keep up (see _concentrate). Each task handed over behind a run must be
-        started by the start-by time; a later start is asked about (_recheck_held)."""
-        concentrate = self._concentrate()
+        handover_window of work behind it), as the one-slot Worker._top_up does, to
+        as many children as keep up with this process (_children_wanted), in the
+        children's order. Each task handed over behind a run must be started by
+        the start-by time; a later start is asked about (_recheck_held)."""
+        wanted = self._children_wanted()
+        now = time.monotonic()
+        used = 0
         for child in self.children:
-            if not self.batch:
+            if not self.batch or used >= wanted:
                 return
             if id(child) in self._starting or child.sock is None:
                 continue
-            if id(child) not in self.runs:
+            run = self.runs.get(id(child))
+            if run is None:
                 self._start_run(self.batch.popleft(), child)
                 if id(child) not in self.runs:  # it died on the hand-over
                     continue
+            elif now - run.t0 >= self.options.handover_window:
+                continue  # held up by a long run: nothing more behind it; the next child helps
+            used += 1
             queue = self.ahead.get(id(child))
             if queue is None:
                 queue = self.ahead[id(child)] = deque()
             if 1 + len(queue) > depth // 2:
-                # topped up once half of it has run (one write, one wake-up, for
-                # several); sub-millisecond tasks wait here till then, unless it is full
-                if concentrate and 1 + len(queue) < depth:
-                    return
-                continue
+                continue  # topped up once half of it has run: one write, one wake-up, for several
             try:
                 self._send_ahead(child, queue, depth - 1 - len(queue))
             except OSError:
@@ -352,12 +360,22 @@ class PoolWorker(Worker):
                 # what it held back to the batch
                 continue
 
-    def _concentrate(self) -> bool:
-        """Tasks this short cost the worker more than the child (a no-op: ~0.1 ms of
-        the worker's CPU, ~0.03 ms of the child's), so more children running them
-        side by side add wake-ups, not throughput: keep them on few children. Longer
-        ones (CPU-bound work on many cores) go to every child side by side."""
-        return 0 < self.avg_duration < _CONCENTRATE_BELOW
+    def _children_wanted(self) -> int:
+        """How many children keep up with this process. A millisecond task costs
+        the worker `cpu_per_task` (claiming, recording, passing messages) and its
+        child avg_duration: a no-op costs the worker more than the child, so more
+        children running such tasks side by side add wake-ups, not throughput.
+        Longer tasks (CPU-bound work on many cores) go to every child."""
+        if self.avg_duration <= 0 or self.cpu_per_task <= 0:
+            return self.capacity
+        return min(self.capacity, 1 + int(self.avg_duration / self.cpu_per_task))
+
+    def _measure_cpu_per_task(self) -> None:
+        cpu_then, total_then = self._cpu_mark
+        if self.total - total_then >= _CPU_SAMPLE_TASKS:
+            cpu = time.process_time()
+            self.cpu_per_task = (cpu - cpu_then) / (self.total - total_then)
+            self._cpu_mark = (cpu, self.total)
 
     def _next_in_child(self, child: ChildProcess) -> None:
         """The child's run ended: the next task handed to it ahead is its run now."""
@@ -499,9 +517,13 @@ class PoolWorker(Worker):
     def _next_wake(self, now: float) -> float:
         wake = min(self.next_beat, self.stop_deadline)
         after = self.options.mark_running_after
+        # tasks waiting in the batch go to the next child once a run holds its up
+        window = self.options.handover_window if self.batch else 0.0
         for run in self.runs.values():
             watch = run.next_check if run.marked else run.t0 + after
             wake = min(wake, run.deadline, watch, run.next_sync)
+            if now < run.t0 + window:
+                wake = min(wake, run.t0 + window)
         if not (self.stopping or self.disabled) and self._free_slots() > 0:
             claim_at = self._claim_after
             if self.runs:
@@ -541,8 +563,14 @@ class PoolWorker(Worker):
             self._starting.discard(id(child))
             child.wait_started()
             return
+        sock = child.sock
+        for message in child.receive_ready():
+            if child.sock is not sock:
+                return  # replaced on an earlier message (its run ended badly): the rest is void
+            self._on_message(child, message)
+
+    def _on_message(self, child: ChildProcess, message: dict[str, Any] | None) -> None:
         run = self.runs.get(id(child))
-        message = child.receive()
         if message is None:
             code = child.reap()
             if run is not None:

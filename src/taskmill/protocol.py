@@ -52,6 +52,58 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
     return bytes(buffer)
 
 
+def recv_available(sock: socket.socket, chunk: int = 65536) -> list[dict[str, Any] | None]:
+    """Every message that has arrived, in one read (a child running tasks back
+    to back has often sent several "done" by the time its worker looks): waits for
+    the first bytes, and for the rest of a message only begun, so that nothing is
+    left behind in a buffer of ours where select() would not see it. [None]
+    once the other side has gone. ProtocolError on garbage carries the
+    messages read before it (`received`)."""
+    try:
+        data = sock.recv(chunk)
+    except ConnectionResetError:
+        data = b""
+    if not data:
+        return [None]
+    buffer = memoryview(data)
+    messages: list[dict[str, Any] | None] = []
+    while buffer:
+        if len(buffer) < _HEADER.size:
+            rest = _recv_exactly_or_none(sock, _HEADER.size - len(buffer))
+            if rest is None:
+                return [*messages, None]
+            buffer = memoryview(bytes(buffer) + rest)
+        (size,) = _HEADER.unpack(buffer[: _HEADER.size])
+        if size > MAX_MESSAGE:
+            raise ProtocolError(f"message of {size} bytes exceeds the limit", received=messages)
+        end = _HEADER.size + size
+        if len(buffer) < end:
+            rest = _recv_exactly_or_none(sock, end - len(buffer))
+            if rest is None:
+                return [*messages, None]
+            buffer = memoryview(bytes(buffer) + rest)
+        try:
+            messages.append(_decode(buffer[_HEADER.size : end]))
+        except (ProtocolError, ValueError) as exc:
+            raise ProtocolError(str(exc), received=messages) from exc
+        buffer = buffer[end:]
+    return messages
+
+
+def _recv_exactly_or_none(sock: socket.socket, size: int) -> bytes | None:
+    try:
+        return _recv_exactly(sock, size)
+    except ConnectionResetError:
+        return None
+
+
+def _decode(body: bytes | memoryview) -> dict[str, Any]:
+    message = json.loads(bytes(body))
+    if not isinstance(message, dict) or "type" not in message:
+        raise ProtocolError(f"malformed message: {bytes(body[:200])!r}")
+    return message
+
+
 def recv_message(sock: socket.socket) -> dict[str, Any] | None:
     """The next message, or None when the other side has gone."""
     try:
@@ -69,7 +121,4 @@ def recv_message(sock: socket.socket) -> dict[str, Any] | None:
         return None
     if body is None:
         return None
-    message = json.loads(body)
-    if not isinstance(message, dict) or "type" not in message:
-        raise ProtocolError(f"malformed message: {body[:200]!r}")
-    return message
+    return _decode(body)

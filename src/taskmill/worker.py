@@ -659,7 +659,9 @@ class Worker:
             wake_at = min(wake_at, run.t0 + self.options.mark_running_after)
         else:
             wake_at = min(wake_at, self.next_beat, run.next_check)
-        for source in _ready(fds, wake_at - now):
+        # several messages may have come in one read (child.receive): no waiting then
+        sources = ["child"] if self.child.pending else _ready(fds, wake_at - now)
+        for source in sources:
             if source == "child":
                 outcome = self._on_child_message(run)
                 if outcome is not None:

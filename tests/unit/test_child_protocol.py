@@ -6,6 +6,7 @@ of the exchange is observed exactly, as the worker would see it.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -15,7 +16,14 @@ from typing import Any
 import pytest
 
 from taskmill.child import Channel, serve
-from taskmill.protocol import recv_message, send_message, send_messages
+from taskmill.errors import ProtocolError
+from taskmill.protocol import (
+    encode_message,
+    recv_available,
+    recv_message,
+    send_message,
+    send_messages,
+)
 
 
 class ChildThread:
@@ -138,3 +146,71 @@ def test_tasks_handed_over_in_one_write_all_run_in_order(child: ChildThread) -> 
         ("done", i, "COMPLETED") for i in (4, 5, 6, 7)
     ]
     assert child.ran == [4, 5, 6, 7]
+
+
+# ------------------------------------------------------------ recv_available
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.settimeout(5)
+    b.settimeout(5)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_recv_available_returns_every_message_that_arrived_in_one_read(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = pair
+    send_messages(writer, [{"type": "done", "id": n} for n in range(5)])
+    assert recv_available(reader) == [{"type": "done", "id": n} for n in range(5)]
+    # nothing is left behind unseen: the socket is empty now
+    assert select.select([reader], [], [], 0)[0] == []
+
+
+def test_recv_available_waits_for_the_rest_of_a_message_only_begun(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = pair
+    whole = encode_message({"type": "done", "id": 1}) + encode_message({"type": "done", "id": 2})
+    writer.sendall(whole[:-7])  # the second message cut short
+    threading.Timer(0.05, lambda: writer.sendall(whole[-7:])).start()
+    assert recv_available(reader) == [{"type": "done", "id": 1}, {"type": "done", "id": 2}]
+
+
+def test_recv_available_reads_a_message_larger_than_its_chunk(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = pair
+    big = {"type": "done", "output": "x" * 300_000}
+    sender = threading.Thread(target=send_messages, args=(writer, [big, {"type": "ask"}]))
+    sender.start()
+    messages = recv_available(reader, chunk=4096)
+    sender.join()
+    messages += [] if len(messages) == 2 else recv_available(reader)
+    assert messages == [big, {"type": "ask"}]
+
+
+def test_recv_available_ends_with_none_when_the_other_side_has_gone(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = pair
+    send_message(writer, {"type": "done", "id": 7})
+    writer.close()
+    # the end of file shows on the next read, as a readable socket tells
+    assert recv_available(reader) == [{"type": "done", "id": 7}]
+    assert select.select([reader], [], [], 0)[0] == [reader]
+    assert recv_available(reader) == [None]
+
+
+def test_recv_available_keeps_the_good_messages_read_before_garbage(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = pair
+    good = encode_message({"type": "done", "id": 3})
+    garbage = b"not json"
+    writer.sendall(good + len(garbage).to_bytes(4, "big") + garbage)
+    with pytest.raises(ProtocolError) as caught:
+        recv_available(reader)
+    assert caught.value.received == [{"type": "done", "id": 3}]
