@@ -128,6 +128,7 @@ class PoolWorker(Worker):
         self._starting: set[int] = set()  # children still importing the app
         self._selector = selectors.DefaultSelector()
         self._claim_after = 0.0  # no claim before this (the queue looked empty)
+        self._read_at = 0.0  # when the children's messages were last read (_wait)
         self._last_claim = 0.0
         self._last_write = 0.0
         self._recheck_batch = False
@@ -333,7 +334,9 @@ class PoolWorker(Worker):
         children's order. Each task handed over behind a run must be started by
         the start-by time; a later start is asked about (_recheck_held)."""
         wanted = self._children_wanted()
-        now = time.monotonic()
+        # a run is long if it had lasted the window when we last read the children
+        # (not by now: this process may have been busy, or starved, since)
+        seen = self._read_at
         used = 0
         for child in self.children:
             if not self.batch or used >= wanted:
@@ -345,7 +348,7 @@ class PoolWorker(Worker):
                 self._start_run(self.batch.popleft(), child)
                 if id(child) not in self.runs:  # it died on the hand-over
                     continue
-            elif now - run.t0 >= self.options.handover_window:
+            elif seen - run.t0 >= self.options.handover_window:
                 continue  # held up by a long run: nothing more behind it; the next child helps
             used += 1
             queue = self.ahead.get(id(child))
@@ -474,17 +477,21 @@ class PoolWorker(Worker):
 
     def _mark_runs(self, runs: list[SlotRun]) -> None:
         """RUNNING with a run row, for all these runs in one transaction. Tasks
-        still waiting for a slot then go back to the queue, as in worker.py: the
-        slots are busy with long runs and another worker may be idle."""
+        still waiting for a slot then go back to the queue if every slot is busy,
+        as in worker.py: the slots run long tasks and another worker may be idle.
+        (With a slot free they stay: the next child takes them, see _fill_children.)"""
         runs = [run for run in runs if not run.marked]
         if not runs:
             return
+        full = len(self.runs) + len(self._starting) >= self.capacity
+        give_back = [t.id for t in self.batch] if full else []
         with self._transaction() as conn:
             self._record(conn)
             run_ids = [self.store.start_run(conn, self.name, r.task, r.started) for r in runs]
-            if self.store.release_tasks(conn, self.name, [t.id for t in self.batch]):
+            if self.store.release_tasks(conn, self.name, give_back):
                 self._ring_after_commit = True
-        self.batch.clear()
+        if full:
+            self.batch.clear()
         now = time.monotonic()
         self._last_write = now
         for run, run_id in zip(runs, run_ids, strict=True):
@@ -534,7 +541,9 @@ class PoolWorker(Worker):
         return max(0.0, wake - now)
 
     def _wait(self, timeout: float) -> None:
-        for key, _ in self._selector.select(timeout):
+        events = self._selector.select(timeout)
+        self._read_at = time.monotonic()
+        for key, _ in events:
             source = key.data
             if isinstance(source, ChildProcess):
                 self._on_child_readable(source)
