@@ -467,6 +467,7 @@ def open_sides(plan: Plan, tmp: Path) -> tuple[dict[str, TaskmillSide], list[str
 
 def run_suite(plan: Plan, mode: str) -> dict[str, Any]:
     machine = run.machine_info()
+    machine["taskmill_bytecode"] = run.compile_taskmill()
     date = datetime.now(UTC).isoformat(timespec="seconds")
     began = time.perf_counter()
     if any(s in PEERS for s in plan.systems):

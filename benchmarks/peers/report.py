@@ -306,6 +306,11 @@ def machine_line(machine: dict[str, Any]) -> str:
         f"{machine.get('cpu_model')}, {machine.get('cores')} cores, {machine.get('ram_gib')} GiB "
         f"RAM, {machine.get('os')}; Python {machine.get('python')}; load average "
         f"{' / '.join(str(x) for x in load)} at start, {' / '.join(str(x) for x in end)} at end"
+        + (
+            f"; taskmill bytecode {machine['taskmill_bytecode']}"
+            if "taskmill_bytecode" in machine
+            else ""
+        )
     )
 
 
