@@ -202,6 +202,7 @@ def worker(
     **limits: int,
 ) -> None:
     """Run N workers of the app's Scheduler until SIGTERM/SIGINT."""
+    from taskmill import forkserver
     from taskmill.pool import create_worker
     from taskmill.supervisor import Supervisor, default_worker_name
     from taskmill.worker import WorkerOptions
@@ -232,6 +233,8 @@ def worker(
             args += ["-g", group]
         base = name or default_worker_name()
         sys.exit(Supervisor(args, count, base).run())
+    # the fork server of task children is forked now: the app is not imported yet
+    forkserver.prefork()
     scheduler = open_scheduler(app, None)
     options = WorkerOptions(
         grace=grace,

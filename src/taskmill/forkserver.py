@@ -10,6 +10,13 @@ process does, so nothing of the application (no database connection, no thread)
 is ever inherited across a fork: the fork server never imports the application
 nor opens a connection.
 
+`taskmill worker` forks its fork server from itself before it imports the
+application (`prefork`): the libraries are imported once for both, and the fork
+server costs a fork instead of an interpreter's start (~0.3 s of CPU before the
+first task). Elsewhere (a Worker made in a program of its own, or threads
+running already) the fork server is a new interpreter (`python -m
+taskmill.forkserver`).
+
 The fork server is the children's parent: it reaps them and tells the worker
 how each one exited ("exited" notices on the control socket). A worker whose fork
 server cannot start or has died starts its children the plain way
@@ -27,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -80,7 +88,7 @@ class ForkServer:
     def __init__(self, dialect: str | None = None, start_timeout: float = 60.0) -> None:
         self.dialect = dialect
         self.start_timeout = start_timeout
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | _OwnChild | None = None
         self.sock: socket.socket | None = None
         #: exit codes the fork server reported, by pid, not asked for yet
         self.exited: dict[int, int] = {}
@@ -90,7 +98,21 @@ class ForkServer:
         return self.sock is not None and self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        """Start it without waiting: it imports while the worker does the same."""
+        """Start it without waiting: it imports while the worker does the same;
+        or take over the one `prefork` made, and have it import the driver."""
+        preforked = _take_preforked()
+        if preforked is not None:
+            self.sock, pid = preforked
+            self.process = _OwnChild(pid)
+            if self.dialect:
+                try:
+                    # the descriptor's carrier byte, carrying none, then the request
+                    self.sock.sendall(_FD_MARK)
+                    send_message(self.sock, {"type": "preload", "dialect": self.dialect})
+                except OSError:
+                    self.close()
+                    raise
+            return
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [sys.executable, "-m", "taskmill.forkserver", "--fd", str(child.fileno())]
         if self.dialect:
@@ -195,6 +217,107 @@ def alive(pid: int) -> bool:
         return True
 
 
+class _OwnChild:
+    """The fork server `prefork` forked: what ForkServer needs of a Popen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone, how is unknown
+                self.returncode = -signal.SIGKILL
+            else:
+                if pid != 0:
+                    self.returncode = _exit_code(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"fork server {self.pid}", timeout or 0.0)
+            time.sleep(0.005)
+        return code
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+_preforked: tuple[socket.socket, int] | None = None
+
+
+def prefork() -> None:
+    """Fork the fork server from this process now, while it has imported taskmill
+    and SQLAlchemy but not the application, and holds no connection and no other
+    thread: `taskmill worker` calls this before it loads --app, and the Worker's
+    ForkServer.start takes it over. Nothing happens where the fork server is off
+    or a thread is running (a fork would copy its locks mid-use)."""
+    global _preforked
+    if _preforked is not None or not enabled() or threading.active_count() > 1:
+        return
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for stream in (sys.stdout, sys.stderr):  # or both processes would write it out
+        with contextlib.suppress(Exception):
+            stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the fork server: never returns into the worker's code
+        code = 1
+        try:
+            parent.close()
+            os.setsid()  # its own session, as a started one has: no terminal's signals
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)  # as a started one's stdin
+            os.close(devnull)
+            _become_fork_server()
+            serve(child)
+            code = 0
+        finally:
+            os._exit(code)
+    child.close()
+    _preforked = (parent, pid)
+
+
+def _take_preforked() -> tuple[socket.socket, int] | None:
+    global _preforked
+    preforked, _preforked = _preforked, None
+    return preforked
+
+
+def discard_preforked() -> None:
+    """A worker that forks no task child (a threads pool runs them in itself and
+    starts its one child plainly) lets the preforked fork server go."""
+    preforked = _take_preforked()
+    if preforked is not None:
+        sock, pid = preforked
+        sock.close()  # its end of file: it exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _OwnChild(pid).wait(5)
+
+
+def _become_fork_server() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    name_process("taskmill-fork")
+
+
+def _import_driver(dialect: str) -> None:
+    """The dialect and its driver (psycopg, PyMySQL): imported, never connected."""
+    with contextlib.suppress(Exception):
+        from sqlalchemy.engine import make_url
+
+        make_url(f"{dialect}://").get_dialect().import_dbapi()
+
+
 def name_process(name: str) -> None:
     """What `ps -o comm` and `top` show: a forked task child keeps the fork
     server's command line, so its name tells them apart (Linux; 15 bytes)."""
@@ -229,6 +352,9 @@ def _serve(control: socket.socket) -> None:
         request, fds = _receive_request(control)
         if request is None:
             return  # the worker is gone; our children follow it (child.die_with_worker)
+        if request.get("type") == "preload" and not fds:
+            _import_driver(str(request.get("dialect")))
+            continue
         if request.get("type") != "fork" or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
@@ -265,9 +391,13 @@ def _fork_child(control: socket.socket, wake_r: int, wake_w: int, fd: int, argv:
         os.close(wake_r)
         os.close(wake_w)
         os.setsid()  # its own session and process group, as executor.spawn gives
-        from taskmill.child import main
+        import taskmill.child
 
-        code = main([*argv, "--fd", str(fd)])
+        args = [*argv, "--fd", str(fd)]
+        # what a child started plainly (`python -m taskmill.child ...`) sees, not the
+        # command line of the process it was forked from, for apps that look
+        sys.argv = [str(taskmill.child.__file__), *args]
+        code = taskmill.child.main(args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -300,19 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--dialect", default=None)
     options = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
-    name_process("taskmill-fork")
+    _become_fork_server()
     control = socket.socket(fileno=options.fd)
     import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)
     if options.dialect:
-        # the dialect and its driver (psycopg, PyMySQL): imported, never connected
-        with contextlib.suppress(Exception):
-            from sqlalchemy.engine import make_url
-
-            make_url(f"{options.dialect}://").get_dialect().import_dbapi()
+        _import_driver(options.dialect)
     serve(control)
     return 0
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from taskmill import forkserver
 from taskmill.concurrency import Pool, is_thread_safe
 from taskmill.executor import ChildProcess
 from taskmill.inprocess import InProcessRun, InProcessRunner
@@ -145,7 +146,8 @@ class PoolWorker(Worker):
         if self.inprocess is not None:
             self.inprocess.start()
             self._selector.register(self.inprocess.fileno(), selectors.EVENT_READ, "inprocess")
-            return  # its child starts when a task first needs a process
+            forkserver.discard_preforked()
+            return  # its child starts (plainly) when a task first needs a process
         self._start_fork_server()
         # work starts as soon as one child is ready; the others import the app
         # meanwhile, side by side, and join when their "ready" arrives (_wait)

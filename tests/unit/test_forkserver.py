@@ -8,12 +8,15 @@ and the next child is started the plain way.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -195,3 +198,86 @@ def test_forked_children_die_with_their_worker(app_env: Path, tmp_path: Path) ->
         worker.wait()
         if worker.stdout is not None:
             worker.stdout.close()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                if parent_of(int(entry)) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def test_taskmill_worker_forks_its_fork_server_before_it_imports_the_app(app_env: Path) -> None:
+    """`taskmill worker` forks the fork server from itself ahead of loading --app
+    (no interpreter start of its own): the fork server is the worker's child, holds
+    no descriptor of the application's database, and forks the task children; a
+    threads pool, which forks none, lets it go."""
+    setup = (
+        "import pool_app; pool_app.sched.create_tables(); "
+        "print(pool_app.sched.queue_task('worker_pid', []).id)"
+    )
+    task_id = int(subprocess.check_output([sys.executable, "-c", setup], text=True))
+    command = [sys.executable, "-m", "taskmill", "worker", "--app", APP, "--name", "pf"]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: run_result(app_env, task_id), "the task to complete")
+        result = run_result(app_env, task_id)
+        assert result is not None
+        (server_pid,) = [p for p in children_of(worker.pid) if name_of(p) == "taskmill-fork"]
+        # a fork of the worker (a started one runs `python -m taskmill.forkserver`)
+        assert cmdline(server_pid) == cmdline(worker.pid)
+        child_pid = int(json.loads(result))
+        assert parent_of(child_pid) == server_pid
+        opened = {
+            os.path.realpath(f"/proc/{server_pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{server_pid}/fd")
+        }
+        assert not any(path.startswith(str(app_env)) for path in opened), opened
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+        wait_until(lambda: not alive(server_pid) and not alive(child_pid), "both to exit")
+    finally:
+        worker.kill()
+        worker.wait()
+    threads_command = [*command[:-2], "--name", "pt", "--pool", "threads", "-c", "2"]
+    threads = subprocess.Popen(
+        threads_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        # it joins the database after its executors started (and let the fork server go)
+        wait_until(lambda: registered(app_env, "pt"), "the threads worker to register")
+        assert [p for p in children_of(threads.pid) if name_of(p) == "taskmill-fork"] == []
+    finally:
+        threads.send_signal(signal.SIGTERM)
+        assert threads.wait(30) == 0
+
+
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def run_result(db: Path, task_id: int) -> str | None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute(
+            "SELECT run_result FROM scheduler_run WHERE task_id = ? AND status = 'COMPLETED'",
+            (task_id,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def registered(db: Path, name: str) -> bool:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM scheduler_worker WHERE worker_name = ?", (name,)
+        ).fetchone()
+    return bool(row[0])
+
+
+def wait_until(predicate: Callable[[], object], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
