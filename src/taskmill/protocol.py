@@ -41,15 +41,26 @@ def send_messages(sock: socket.socket, messages: list[dict[str, Any]]) -> None:
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """`size` bytes, or None if the other side has gone (end of file or reset)."""
     buffer = bytearray(size)
     view = memoryview(buffer)
     received = 0
     while received < size:
-        count = sock.recv_into(view[received:], size - received)
+        try:
+            count = sock.recv_into(view[received:], size - received)
+        except ConnectionResetError:
+            return None
         if count == 0:
             return None
         received += count
     return bytes(buffer)
+
+
+def _body_size(header: bytes | memoryview, received: list[dict[str, Any] | None]) -> int:
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_MESSAGE:
+        raise ProtocolError(f"message of {size} bytes exceeds the limit", received=received)
+    return int(size)
 
 
 def recv_available(sock: socket.socket, chunk: int = 65536) -> list[dict[str, Any] | None]:
@@ -69,16 +80,13 @@ def recv_available(sock: socket.socket, chunk: int = 65536) -> list[dict[str, An
     messages: list[dict[str, Any] | None] = []
     while buffer:
         if len(buffer) < _HEADER.size:
-            rest = _recv_exactly_or_none(sock, _HEADER.size - len(buffer))
+            rest = _recv_exactly(sock, _HEADER.size - len(buffer))
             if rest is None:
                 return [*messages, None]
             buffer = memoryview(bytes(buffer) + rest)
-        (size,) = _HEADER.unpack(buffer[: _HEADER.size])
-        if size > MAX_MESSAGE:
-            raise ProtocolError(f"message of {size} bytes exceeds the limit", received=messages)
-        end = _HEADER.size + size
+        end = _HEADER.size + _body_size(buffer[: _HEADER.size], messages)
         if len(buffer) < end:
-            rest = _recv_exactly_or_none(sock, end - len(buffer))
+            rest = _recv_exactly(sock, end - len(buffer))
             if rest is None:
                 return [*messages, None]
             buffer = memoryview(bytes(buffer) + rest)
@@ -90,13 +98,6 @@ def recv_available(sock: socket.socket, chunk: int = 65536) -> list[dict[str, An
     return messages
 
 
-def _recv_exactly_or_none(sock: socket.socket, size: int) -> bytes | None:
-    try:
-        return _recv_exactly(sock, size)
-    except ConnectionResetError:
-        return None
-
-
 def _decode(body: bytes | memoryview) -> dict[str, Any]:
     message = json.loads(bytes(body))
     if not isinstance(message, dict) or "type" not in message:
@@ -106,19 +107,10 @@ def _decode(body: bytes | memoryview) -> dict[str, Any]:
 
 def recv_message(sock: socket.socket) -> dict[str, Any] | None:
     """The next message, or None when the other side has gone."""
-    try:
-        header = _recv_exactly(sock, _HEADER.size)
-    except ConnectionResetError:
-        return None
+    header = _recv_exactly(sock, _HEADER.size)
     if header is None:
         return None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_MESSAGE:
-        raise ProtocolError(f"message of {size} bytes exceeds the limit")
-    try:
-        body = _recv_exactly(sock, size)
-    except ConnectionResetError:
-        return None
+    body = _recv_exactly(sock, _body_size(header, []))
     if body is None:
         return None
     return _decode(body)
